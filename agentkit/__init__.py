@@ -1,0 +1,1 @@
+"""agentkit: agents where the model is one pluggable part."""

