@@ -1,0 +1,266 @@
+"""The shared nodes every agent pattern is declared from: ``call_model``, ``run_tools``, ``recover``.
+
+Each factory returns a LangGraph node with a sync and an async implementation (the way
+LangChain's own ``create_agent`` builds its nodes), so ``run`` and ``arun`` both go through
+the same graph. Nodes never parse model text: the bound protocol already did, and a reply
+it could not understand carries ``meta["parse_error"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph._internal._runnable import RunnableCallable
+from langgraph.graph import END
+from langgraph.runtime import Runtime
+
+from agentkit.agents.state import AgentState, RunContext
+from agentkit.budgets import Budget
+from agentkit.llm import ChatModel, GenerationConfig
+from agentkit.messages import Message, ToolCall
+from agentkit.protocols.base import Protocol
+from agentkit.toolspec import Tool, ToolError, ToolSpec, ainvoke_tool
+
+
+@dataclass
+class AgentParts:
+    """Everything the nodes of one agent need; built once by :func:`agentkit.agents.create_agent`."""
+
+    pattern: str
+    model: ChatModel  # already bound to ``protocol``
+    protocol: Protocol
+    tools: dict[str, Tool] = field(default_factory=dict)
+    budget: Budget = field(default_factory=Budget)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    system_prompt: str | None = None
+    max_parallel_tools: int = 8
+
+    @property
+    def specs(self) -> list[ToolSpec]:
+        return [t.spec for t in self.tools.values()]
+
+    def interpreter(self) -> Tool | None:
+        return next((t for t in self.tools.values() if t.spec.kind == "interpreter"), None)
+
+
+# -- call_model ----------------------------------------------------------------------------------
+
+def _budget_stop(state: AgentState, parts: AgentParts, context: RunContext) -> str | None:
+    budget = parts.budget
+    if state.get("steps", 0) >= budget.max_steps:
+        return "max_steps"
+    if state.get("tokens", 0) >= budget.max_tokens:
+        return "max_tokens"
+    if time.monotonic() >= context.deadline:
+        return "max_seconds"
+    return None
+
+
+def _prompt(state: AgentState, parts: AgentParts) -> list[Message]:
+    messages = state["messages"]
+    if parts.system_prompt and not (messages and messages[0].role == "system"):
+        return [Message.system(parts.system_prompt), *messages]
+    return messages
+
+
+def _config(state: AgentState, parts: AgentParts) -> GenerationConfig:
+    left = parts.budget.max_tokens - state.get("tokens", 0)
+    if left < parts.generation.max_new_tokens:
+        return parts.generation.model_copy(update={"max_new_tokens": max(1, left)})
+    return parts.generation
+
+
+def call_signature(call: ToolCall) -> str:
+    return call.name + "\x00" + json.dumps(call.arguments, sort_keys=True, default=str)
+
+
+def _after_reply(state: AgentState, parts: AgentParts, reply: Message) -> dict[str, Any]:
+    """State update for a model reply: counters, and the outcome when the run should end."""
+    used = reply.usage.completion_tokens if reply.usage else 0
+    messages = state["messages"]
+    update: dict[str, Any] = {
+        "messages": [reply],
+        "steps": state.get("steps", 0) + 1,
+        "tokens": state.get("tokens", 0) + used,
+    }
+    if state.get("run_start", -1) < 0:
+        update["run_start"] = len(messages) - state.get("run_input", len(messages))
+    if reply.parse_error:
+        retries = state.get("parse_retries", 0) + 1
+        update["parse_retries"] = retries
+        if retries > parts.budget.max_parse_retries:
+            update["outcome"] = "parse_error"
+        return update
+    update["parse_retries"] = 0
+    if not reply.tool_calls:
+        update["outcome"] = "answer"
+        return update
+    counts = dict(state.get("call_counts") or {})
+    for call in reply.tool_calls:
+        key = call_signature(call)
+        counts[key] = counts.get(key, 0) + 1
+        if counts[key] >= parts.budget.max_repeats:
+            update["outcome"] = "repeated_tool_call"
+    update["call_counts"] = counts
+    return update
+
+
+def call_model(parts: AgentParts) -> RunnableCallable:
+    """Ask the model for the next step, unless a budget says the run is over."""
+
+    def node(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        stop = _budget_stop(state, parts, runtime.context)
+        if stop:
+            return {"outcome": stop}
+        messages, config = _prompt(state, parts), _config(state, parts)
+        if runtime.context.stream_tokens:
+            reply = None
+            for chunk in parts.model.stream(messages, tools=parts.specs, config=config):
+                if chunk.delta:
+                    runtime.stream_writer({"type": "token", "delta": chunk.delta})
+                if chunk.message is not None:
+                    reply = chunk.message
+            if reply is None:
+                raise RuntimeError(f"{parts.model!r} ended its stream without a final message")
+        else:
+            reply = parts.model.generate(messages, tools=parts.specs, config=config)
+        return _after_reply(state, parts, reply)
+
+    async def anode(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+        stop = _budget_stop(state, parts, runtime.context)
+        if stop:
+            return {"outcome": stop}
+        messages, config = _prompt(state, parts), _config(state, parts)
+        if runtime.context.stream_tokens:
+            reply = None
+            async for chunk in parts.model.astream(messages, tools=parts.specs, config=config):
+                if chunk.delta:
+                    runtime.stream_writer({"type": "token", "delta": chunk.delta})
+                if chunk.message is not None:
+                    reply = chunk.message
+            if reply is None:
+                raise RuntimeError(f"{parts.model!r} ended its stream without a final message")
+        else:
+            reply = await parts.model.agenerate(messages, tools=parts.specs, config=config)
+        return _after_reply(state, parts, reply)
+
+    return RunnableCallable(node, anode, name="call_model", trace=False)
+
+
+# -- run_tools -----------------------------------------------------------------------------------
+
+def _resolve(call: ToolCall, parts: AgentParts) -> Tool | str:
+    """The tool for ``call``, or the error text the model should read."""
+    if call.kind == "interpreter":
+        tool = parts.interpreter()
+        return tool if tool is not None else (
+            "no code interpreter is enabled in this agent; answer without running code or use one of: "
+            + (", ".join(parts.tools) or "no tools")
+        )
+    tool = parts.tools.get(call.name)
+    if tool is None:
+        available = ", ".join(n for n, t in parts.tools.items() if t.spec.kind != "interpreter") or "none"
+        return f"unknown tool {call.name!r}; the available tools are: {available}"
+    return tool
+
+
+def _result(call: ToolCall, output: Any = None, error: BaseException | str | None = None,
+            started: float | None = None) -> Message:
+    meta: dict[str, Any] = {}
+    if started is not None:
+        meta["latency_s"] = round(time.perf_counter() - started, 6)
+    if error is not None:
+        if isinstance(error, ToolError):
+            text = f"Error: {error}"
+        elif isinstance(error, BaseException):
+            text = f"Error: {type(error).__name__}: {error}"
+        else:
+            text = f"Error: {error}"
+        return Message.tool_result(call, text, error=True, **meta)
+    content = output if isinstance(output, (str, list)) else str(output)
+    return Message.tool_result(call, content, **meta)
+
+
+def _invoke(call: ToolCall, parts: AgentParts) -> Message:
+    tool = _resolve(call, parts)
+    if isinstance(tool, str):
+        return _result(call, error=tool)
+    started = time.perf_counter()
+    try:
+        return _result(call, tool.invoke(call.arguments), started=started)
+    except Exception as exc:  # a tool failure is information for the model, not a crash
+        return _result(call, error=exc, started=started)
+
+
+async def _ainvoke(call: ToolCall, parts: AgentParts) -> Message:
+    tool = _resolve(call, parts)
+    if isinstance(tool, str):
+        return _result(call, error=tool)
+    started = time.perf_counter()
+    try:
+        return _result(call, await ainvoke_tool(tool, call.arguments), started=started)
+    except Exception as exc:
+        return _result(call, error=exc, started=started)
+
+
+def _pending_calls(state: AgentState, kind: str | None) -> list[ToolCall]:
+    last = state["messages"][-1]
+    return [c for c in last.tool_calls if kind is None or c.kind == kind]
+
+
+def run_tools(parts: AgentParts, kind: str | None = None, name: str = "run_tools") -> RunnableCallable:
+    """Run the last reply's tool calls (of ``kind``, or all): in parallel when there are several,
+    results in call order. A failing tool becomes an ``environment`` message saying what went wrong."""
+
+    def node(state: AgentState) -> dict[str, Any]:
+        calls = _pending_calls(state, kind)
+        if len(calls) <= 1:
+            return {"messages": [_invoke(c, parts) for c in calls]}
+        with ThreadPoolExecutor(max_workers=min(len(calls), parts.max_parallel_tools)) as pool:
+            return {"messages": list(pool.map(lambda c: _invoke(c, parts), calls))}
+
+    async def anode(state: AgentState) -> dict[str, Any]:
+        calls = _pending_calls(state, kind)
+        return {"messages": list(await asyncio.gather(*(_ainvoke(c, parts) for c in calls)))}
+
+    return RunnableCallable(node, anode, name=name, trace=False)
+
+
+# -- recover -------------------------------------------------------------------------------------
+
+def recover(parts: AgentParts) -> RunnableCallable:
+    """Show the model what was wrong with its last reply so it can try again."""
+
+    def node(state: AgentState) -> dict[str, Any]:
+        error = state["messages"][-1].parse_error or "the reply was not in the expected format"
+        return {"messages": [parts.protocol.error_feedback(error)]}
+
+    async def anode(state: AgentState) -> dict[str, Any]:
+        return node(state)
+
+    return RunnableCallable(node, anode, name="recover", trace=False)
+
+
+# -- routing -------------------------------------------------------------------------------------
+
+def after_model(state: AgentState) -> str:
+    """END when the run is over, ``recover`` after unparseable output, else ``run_tools``."""
+    if state.get("outcome"):
+        return END
+    if state["messages"][-1].parse_error:
+        return "recover"
+    return "run_tools"
+
+
+def after_model_by_kind(state: AgentState) -> str:
+    """Like :func:`after_model`, but sends interpreter actions to ``run_interpreter``."""
+    route = after_model(state)
+    if route != "run_tools":
+        return route
+    calls = state["messages"][-1].tool_calls
+    return "run_interpreter" if calls and calls[0].kind == "interpreter" else "run_plugin"

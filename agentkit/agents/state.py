@@ -1,0 +1,43 @@
+"""The graph state every agent pattern shares, and the per-invocation context."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypedDict
+
+from langgraph.channels.delta import DeltaChannel
+
+from agentkit.messages import Message
+
+
+def append_messages(state: list[Message], writes: Sequence[list[Message]]) -> list[Message]:
+    """Reducer for the message log: append each write's messages in order (batching-invariant)."""
+    out = list(state)
+    for write in writes:
+        out.extend(write)
+    return out
+
+
+class AgentState(TypedDict, total=False):
+    """Graph state. ``messages`` is a ``DeltaChannel``: a checkpoint stores only the messages a step
+    added (plus a snapshot every ``snapshot_frequency`` updates), so the per-step cost of
+    checkpointing stays flat as a thread grows instead of re-writing the whole conversation."""
+
+    messages: Annotated[list[Message], DeltaChannel(append_messages, snapshot_frequency=100)]
+    run_start: int          # index in ``messages`` where the current run's input begins
+    steps: int              # model calls in the current run
+    tokens: int             # completion tokens in the current run
+    parse_retries: int      # consecutive unparseable replies
+    call_counts: dict[str, int]  # signature of each tool call made in this run → how often
+    outcome: str | None     # why the run ended (see agentkit.budgets.OUTCOMES)
+
+
+@dataclass
+class RunContext:
+    """What one invocation (run or resume) brings that is not state: its deadline and streaming wish."""
+
+    deadline: float = field(default_factory=lambda: time.monotonic() + 300.0)
+    stream_tokens: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,238 @@
+"""The runtime API around a compiled agent graph: run, stream, resume (and async twins).
+
+A run starts a thread (or continues one), invokes the graph with fresh per-run counters and a
+deadline, and ends with a :class:`RunResult`. With a checkpointer every step is saved, so a run
+interrupted by a crash continues with :meth:`Agent.resume` from the last finished step.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import StateGraph
+from pydantic import BaseModel, Field
+
+from agentkit.agents.nodes import AgentParts
+from agentkit.agents.state import RunContext
+from agentkit.errors import ConfigError
+from agentkit.messages import Message, ToolCall, Usage, as_messages
+from agentkit.trajectory import TrajectoryRecord, append_trajectory
+
+
+class RunResult(BaseModel):
+    """How a run ended: the answer, why it stopped, what it did and what it cost."""
+
+    answer: str
+    outcome: str
+    thread_id: str | None = None
+    messages: list[Message] = Field(default_factory=list, description="this run's messages, input included")
+    steps: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    duration_s: float = 0.0
+    trajectory_id: str | None = None
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [c for m in self.messages if m.role == "assistant" for c in m.tool_calls]
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "answer"
+
+
+class AgentEvent(BaseModel):
+    """One streamed event: a model ``token``, a finished graph ``step``, or the final ``result``."""
+
+    type: Literal["token", "step", "result"]
+    node: str | None = None
+    delta: str = ""
+    messages: list[Message] = Field(default_factory=list)
+    result: RunResult | None = None
+
+
+AgentInput = str | Message | dict[str, Any] | list[Any]
+
+
+class Agent:
+    """A compiled agent. Build one with :func:`agentkit.agents.create_agent`."""
+
+    def __init__(self, parts: AgentParts, graph: StateGraph, *, checkpointer: BaseCheckpointSaver | None = None,
+                 trajectory_path: str | Path | None = None):
+        self.parts = parts
+        self.checkpointer = checkpointer
+        self.trajectory_path = Path(trajectory_path) if trajectory_path else None
+        self.graph = graph.compile(checkpointer=checkpointer, name=parts.pattern)
+
+    @property
+    def pattern(self) -> str:
+        return self.parts.pattern
+
+    # -- plumbing ------------------------------------------------------------------------------------
+    def _config(self, thread_id: str | None) -> dict[str, Any]:
+        config: dict[str, Any] = {"recursion_limit": self.parts.budget.max_steps * 3 + 10}
+        if thread_id is not None:
+            config["configurable"] = {"thread_id": thread_id}
+        return config
+
+    def _thread(self, thread_id: str | None) -> str | None:
+        if thread_id is None and self.checkpointer is not None:
+            return uuid.uuid4().hex
+        if thread_id is not None and self.checkpointer is None:
+            raise ConfigError("thread_id needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
+        return thread_id
+
+    def _context(self, stream_tokens: bool = False) -> RunContext:
+        return RunContext(deadline=time.monotonic() + self.parts.budget.max_seconds, stream_tokens=stream_tokens)
+
+    @staticmethod
+    def _start(input: AgentInput) -> dict[str, Any]:
+        messages = as_messages(input)
+        if not messages:
+            raise ConfigError("the agent needs an input: pass a question, a Message or a list of messages")
+        return {
+            "messages": messages,
+            "run_input": len(messages),
+            "run_start": -1,
+            "steps": 0,
+            "tokens": 0,
+            "parse_retries": 0,
+            "call_counts": {},
+            "outcome": None,
+        }
+
+    def _result(self, values: dict[str, Any], thread_id: str | None, started: float) -> RunResult:
+        messages: list[Message] = values.get("messages", [])
+        start = values.get("run_start", -1)
+        if start is None or start < 0:
+            start = max(0, len(messages) - values.get("run_input", len(messages)))
+        run_messages = messages[start:]
+        replies = [m for m in run_messages if m.role == "assistant"]
+        usage = Usage()
+        for reply in replies:
+            if reply.usage:
+                usage = usage + reply.usage
+        outcome = values.get("outcome") or "interrupted"
+        answer = replies[-1].text if replies else ""
+        result = RunResult(
+            answer=answer.strip(),
+            outcome=outcome,
+            thread_id=thread_id,
+            messages=run_messages,
+            steps=values.get("steps", 0),
+            usage=usage,
+            duration_s=time.perf_counter() - started,
+        )
+        if self.trajectory_path is not None and values.get("outcome"):
+            record = TrajectoryRecord(
+                thread_id=thread_id,
+                agent=self.pattern,
+                model=getattr(self.parts.model, "model_name", type(self.parts.model).__name__),
+                protocol=self.parts.protocol.name,
+                tools=[s.model_dump() for s in self.parts.specs],
+                messages=run_messages,
+                answer=result.answer,
+                outcome=outcome,
+                steps=result.steps,
+                usage=usage,
+                parse_errors=sum(1 for m in replies if m.parse_error),
+                duration_s=result.duration_s,
+            )
+            append_trajectory(self.trajectory_path, record)
+            result.trajectory_id = record.id
+        return result
+
+    def _pending(self, thread_id: str) -> bool:
+        if self.checkpointer is None:
+            raise ConfigError("resume needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
+        return bool(self.graph.get_state(self._config(thread_id)).next)
+
+    # -- sync API ------------------------------------------------------------------------------------
+    def run(self, input: AgentInput, thread_id: str | None = None) -> RunResult:
+        """Run until an answer or a budget stops it. With a thread id, the run continues that thread."""
+        started = time.perf_counter()
+        thread_id = self._thread(thread_id)
+        values = self.graph.invoke(self._start(input), self._config(thread_id), context=self._context())
+        return self._result(values, thread_id, started)
+
+    def resume(self, thread_id: str) -> RunResult:
+        """Continue a run that was cut off (crash, kill) from its last checkpoint."""
+        started = time.perf_counter()
+        config = self._config(thread_id)
+        if self._pending(thread_id):
+            values = self.graph.invoke(None, config, context=self._context())
+        else:
+            values = self.graph.get_state(config).values
+            if not values:
+                raise ConfigError(f"thread {thread_id!r} has no checkpoints: start it with run(input, thread_id=...)")
+        return self._result(values, thread_id, started)
+
+    def stream(self, input: AgentInput | None, thread_id: str | None = None) -> Iterator[AgentEvent]:
+        """Yield model tokens and finished steps as they happen, then the result.
+
+        ``input=None`` continues an interrupted run of ``thread_id``, like :meth:`resume`."""
+        started = time.perf_counter()
+        thread_id = self._thread(thread_id)
+        payload = None if input is None else self._start(input)
+        values: dict[str, Any] = {}
+        for mode, chunk in self.graph.stream(payload, self._config(thread_id), context=self._context(True),
+                                             stream_mode=["custom", "updates", "values"]):
+            event = _event(mode, chunk)
+            if event is not None:
+                yield event
+            elif mode == "values":
+                values = chunk
+        yield AgentEvent(type="result", result=self._result(values, thread_id, started))
+
+    def history(self, thread_id: str) -> list[Message]:
+        """Every message of a thread, across runs."""
+        if self.checkpointer is None:
+            raise ConfigError("history needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
+        return list(self.graph.get_state(self._config(thread_id)).values.get("messages", []))
+
+    # -- async API -----------------------------------------------------------------------------------
+    async def arun(self, input: AgentInput, thread_id: str | None = None) -> RunResult:
+        started = time.perf_counter()
+        thread_id = self._thread(thread_id)
+        values = await self.graph.ainvoke(self._start(input), self._config(thread_id), context=self._context())
+        return self._result(values, thread_id, started)
+
+    async def aresume(self, thread_id: str) -> RunResult:
+        started = time.perf_counter()
+        config = self._config(thread_id)
+        if self.checkpointer is None:
+            raise ConfigError("resume needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
+        state = await self.graph.aget_state(config)
+        values = await self.graph.ainvoke(None, config, context=self._context()) if state.next else state.values
+        return self._result(values, thread_id, started)
+
+    async def astream(self, input: AgentInput | None, thread_id: str | None = None) -> AsyncIterator[AgentEvent]:
+        started = time.perf_counter()
+        thread_id = self._thread(thread_id)
+        payload = None if input is None else self._start(input)
+        values: dict[str, Any] = {}
+        async for mode, chunk in self.graph.astream(payload, self._config(thread_id), context=self._context(True),
+                                                    stream_mode=["custom", "updates", "values"]):
+            event = _event(mode, chunk)
+            if event is not None:
+                yield event
+            elif mode == "values":
+                values = chunk
+        yield AgentEvent(type="result", result=self._result(values, thread_id, started))
+
+    def __repr__(self) -> str:
+        return f"Agent({self.pattern!r}, model={self.parts.model!r}, tools={list(self.parts.tools)})"
+
+
+def _event(mode: str, chunk: Any) -> AgentEvent | None:
+    if mode == "custom" and isinstance(chunk, dict) and chunk.get("type") == "token":
+        return AgentEvent(type="token", delta=chunk.get("delta", ""))
+    if mode == "updates" and isinstance(chunk, dict):
+        for node, update in chunk.items():
+            messages = (update or {}).get("messages", []) if isinstance(update, dict) else []
+            return AgentEvent(type="step", node=node, messages=list(messages))
+    return None
