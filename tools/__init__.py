@@ -1,1 +1,36 @@
-"""Tools agents can call. The full registry grows here; the interface agents consume is agentkit.toolspec."""
+"""Tools agents can call. The full registry grows here; the interface agents consume is agentkit.toolspec.
+
+Names are resolved lazily so ``import agentkit.tools`` stays cheap: tool modules and their extras (numexpr...)
+are imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agentkit.tools.calculator import Calculator
+    from agentkit.tools.registry import list_tools, load_tool, load_tools, register_tool
+
+_EXPORTS = {
+    "Calculator": "agentkit.tools.calculator",
+    "list_tools": "agentkit.tools.registry",
+    "load_tool": "agentkit.tools.registry",
+    "load_tools": "agentkit.tools.registry",
+    "register_tool": "agentkit.tools.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

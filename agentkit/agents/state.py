@@ -26,7 +26,8 @@ class AgentState(TypedDict, total=False):
     checkpointing stays flat as a thread grows instead of re-writing the whole conversation."""
 
     messages: Annotated[list[Message], DeltaChannel(append_messages, snapshot_frequency=100)]
-    run_start: int          # index in ``messages`` where the current run's input begins
+    run_input: int          # how many messages the current run's input added
+    run_start: int          # index in ``messages`` where the current run's input begins (-1: not yet known)
     steps: int              # model calls in the current run
     tokens: int             # completion tokens in the current run
     parse_retries: int      # consecutive unparseable replies
