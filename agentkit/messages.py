@@ -201,14 +201,26 @@ class Message(BaseModel):
                 f"unknown role {role!r}: use one of system, developer, user, assistant, tool"
             )
         calls = []
-        for raw in data.get("tool_calls") or []:
-            fn = raw.get("function") or {}
+        raw_calls = data.get("tool_calls") or []
+        if not isinstance(raw_calls, list):
+            raise ValueError(f"'tool_calls' must be a list of call dicts, got {type(raw_calls).__name__}")
+        for raw in raw_calls:
+            fn = (raw.get("function") or {}) if isinstance(raw, dict) else None
+            if not isinstance(fn, dict):
+                raise ValueError(
+                    "each tool call must look like {'id': ..., 'type': 'function', "
+                    f"'function': {{'name': ..., 'arguments': '<JSON object>'}}}}, got {raw!r:.80}"
+                )
             args = fn.get("arguments") or {}
             if isinstance(args, str):
                 try:
                     args = json.loads(args) if args.strip() else {}
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"tool call {fn.get('name')!r} has arguments that are not JSON: {exc}") from exc
+            if not isinstance(args, dict):
+                raise ValueError(
+                    f"tool call {fn.get('name')!r} has arguments that are not a JSON object: pass a dict or a JSON object string"
+                )
             name = fn.get("name") or ""
             kind: ToolKind = "interpreter" if name in interpreter_names else "plugin"
             calls.append(ToolCall(id=raw.get("id") or new_call_id(), name=name, arguments=args, kind=kind))
@@ -242,8 +254,12 @@ def _content_to_openai(content: str | list[ContentPart]) -> Any:
 def _content_from_openai(content: Any) -> str | list[ContentPart]:
     if content is None or isinstance(content, str):
         return content or ""
+    if not isinstance(content, list):
+        raise ValueError(f"message content must be a string or a list of parts, got {type(content).__name__}")
     parts: list[ContentPart] = []
     for raw in content:
+        if not isinstance(raw, dict):
+            raise ValueError(f"a content part must be a dict like {{'type': 'text', 'text': ...}}, got {raw!r:.80}")
         kind = raw.get("type")
         if kind == "text":
             parts.append(TextPart(text=raw.get("text", "")))

@@ -9,6 +9,7 @@ it could not understand carries ``meta["parse_error"]``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -76,7 +77,11 @@ def _config(state: AgentState, parts: AgentParts) -> GenerationConfig:
 
 
 def call_signature(call: ToolCall) -> str:
-    return call.name + "\x00" + json.dumps(call.arguments, sort_keys=True, default=str)
+    """A short fixed-size key for (name, arguments): the repeat guard's counts live in every
+    checkpoint, so keys must not grow with argument size (a 2 KB code cell per call would make the
+    per-step checkpoint cost grow with the thread)."""
+    text = call.name + "\x00" + json.dumps(call.arguments, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
 
 
 def _after_reply(state: AgentState, parts: AgentParts, reply: Message) -> dict[str, Any]:
