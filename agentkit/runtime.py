@@ -175,18 +175,11 @@ class Agent:
         """Yield model tokens and finished steps as they happen, then the result.
 
         ``input=None`` continues an interrupted run of ``thread_id``, like :meth:`resume`."""
-        started = time.perf_counter()
-        thread_id = self._thread(thread_id)
-        payload = None if input is None else self._start(input)
-        values: dict[str, Any] = {}
-        for mode, chunk in self.graph.stream(payload, self._config(thread_id), context=self._context(True),
-                                             stream_mode=["custom", "updates", "values"]):
-            event = _event(mode, chunk)
-            if event is not None:
+        run = _StreamedRun(self, input, thread_id)
+        for mode, chunk in self.graph.stream(*run.args, **run.kwargs):
+            if event := run.feed(mode, chunk):
                 yield event
-            elif mode == "values":
-                values = chunk
-        yield AgentEvent(type="result", result=self._result(values, thread_id, started))
+        yield run.finish()
 
     def history(self, thread_id: str) -> list[Message]:
         """Every message of a thread, across runs."""
@@ -211,28 +204,37 @@ class Agent:
         return self._result(values, thread_id, started)
 
     async def astream(self, input: AgentInput | None, thread_id: str | None = None) -> AsyncIterator[AgentEvent]:
-        started = time.perf_counter()
-        thread_id = self._thread(thread_id)
-        payload = None if input is None else self._start(input)
-        values: dict[str, Any] = {}
-        async for mode, chunk in self.graph.astream(payload, self._config(thread_id), context=self._context(True),
-                                                    stream_mode=["custom", "updates", "values"]):
-            event = _event(mode, chunk)
-            if event is not None:
+        run = _StreamedRun(self, input, thread_id)
+        async for mode, chunk in self.graph.astream(*run.args, **run.kwargs):
+            if event := run.feed(mode, chunk):
                 yield event
-            elif mode == "values":
-                values = chunk
-        yield AgentEvent(type="result", result=self._result(values, thread_id, started))
+        yield run.finish()
 
     def __repr__(self) -> str:
         return f"Agent({self.pattern!r}, model={self.parts.model!r}, tools={list(self.parts.tools)})"
 
 
-def _event(mode: str, chunk: Any) -> AgentEvent | None:
-    if mode == "custom" and isinstance(chunk, dict) and chunk.get("type") == "token":
-        return AgentEvent(type="token", delta=chunk.get("delta", ""))
-    if mode == "updates" and isinstance(chunk, dict):
-        for node, update in chunk.items():
-            messages = (update or {}).get("messages", []) if isinstance(update, dict) else []
-            return AgentEvent(type="step", node=node, messages=list(messages))
-    return None
+class _StreamedRun:
+    """One streamed run: the graph's arguments, the events its chunks become, and the final result."""
+
+    def __init__(self, agent: Agent, input: AgentInput | None, thread_id: str | None):
+        self.agent, self.started = agent, time.perf_counter()
+        self.thread_id = agent._thread(thread_id)
+        payload = None if input is None else agent._start(input)
+        self.args = (payload, agent._config(self.thread_id))
+        self.kwargs = {"context": agent._context(True), "stream_mode": ["custom", "updates", "values"]}
+        self.values: dict[str, Any] = {}
+
+    def feed(self, mode: str, chunk: Any) -> AgentEvent | None:
+        if mode == "values":
+            self.values = chunk
+        elif mode == "custom" and isinstance(chunk, dict) and chunk.get("type") == "token":
+            return AgentEvent(type="token", delta=chunk.get("delta", ""))
+        elif mode == "updates" and isinstance(chunk, dict):
+            for node, update in chunk.items():
+                messages = update.get("messages", []) if isinstance(update, dict) else []
+                return AgentEvent(type="step", node=node, messages=list(messages))
+        return None
+
+    def finish(self) -> AgentEvent:
+        return AgentEvent(type="result", result=self.agent._result(self.values, self.thread_id, self.started))

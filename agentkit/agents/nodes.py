@@ -115,44 +115,49 @@ def _after_reply(state: AgentState, parts: AgentParts, reply: Message) -> dict[s
     return update
 
 
+class _TokenRelay:
+    """Forwards streamed deltas to the graph's stream writer and keeps the final parsed reply."""
+
+    def __init__(self, writer: Any, model: ChatModel):
+        self.writer, self.model, self.reply = writer, model, None
+
+    def feed(self, chunk: Any) -> None:
+        if chunk.delta:
+            self.writer({"type": "token", "delta": chunk.delta})
+        if chunk.message is not None:
+            self.reply = chunk.message
+
+    def result(self) -> Message:
+        if self.reply is None:
+            raise RuntimeError(f"{self.model!r} ended its stream without a final message")
+        return self.reply
+
+
 def call_model(parts: AgentParts) -> RunnableCallable:
     """Ask the model for the next step, unless a budget says the run is over."""
 
     def node(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        stop = _budget_stop(state, parts, runtime.context)
-        if stop:
+        if stop := _budget_stop(state, parts, runtime.context):
             return {"outcome": stop}
         messages, config = _prompt(state, parts), _config(state, parts)
-        if runtime.context.stream_tokens:
-            reply = None
-            for chunk in parts.model.stream(messages, tools=parts.specs, config=config):
-                if chunk.delta:
-                    runtime.stream_writer({"type": "token", "delta": chunk.delta})
-                if chunk.message is not None:
-                    reply = chunk.message
-            if reply is None:
-                raise RuntimeError(f"{parts.model!r} ended its stream without a final message")
-        else:
-            reply = parts.model.generate(messages, tools=parts.specs, config=config)
-        return _after_reply(state, parts, reply)
+        if not runtime.context.stream_tokens:
+            return _after_reply(state, parts, parts.model.generate(messages, tools=parts.specs, config=config))
+        relay = _TokenRelay(runtime.stream_writer, parts.model)
+        for chunk in parts.model.stream(messages, tools=parts.specs, config=config):
+            relay.feed(chunk)
+        return _after_reply(state, parts, relay.result())
 
     async def anode(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        stop = _budget_stop(state, parts, runtime.context)
-        if stop:
+        if stop := _budget_stop(state, parts, runtime.context):
             return {"outcome": stop}
         messages, config = _prompt(state, parts), _config(state, parts)
-        if runtime.context.stream_tokens:
-            reply = None
-            async for chunk in parts.model.astream(messages, tools=parts.specs, config=config):
-                if chunk.delta:
-                    runtime.stream_writer({"type": "token", "delta": chunk.delta})
-                if chunk.message is not None:
-                    reply = chunk.message
-            if reply is None:
-                raise RuntimeError(f"{parts.model!r} ended its stream without a final message")
-        else:
+        if not runtime.context.stream_tokens:
             reply = await parts.model.agenerate(messages, tools=parts.specs, config=config)
-        return _after_reply(state, parts, reply)
+            return _after_reply(state, parts, reply)
+        relay = _TokenRelay(runtime.stream_writer, parts.model)
+        async for chunk in parts.model.astream(messages, tools=parts.specs, config=config):
+            relay.feed(chunk)
+        return _after_reply(state, parts, relay.result())
 
     return RunnableCallable(node, anode, name="call_model", trace=False)
 
