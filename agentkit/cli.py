@@ -177,6 +177,31 @@ def models() -> None:
         out.print(f"[bold]{escape(spec)}[/]  {escape(description)}")
 
 
+#: Modules that add commands to the CLI with ``register(app)``. They must import only typer at module level
+#: (heavy work happens inside the commands), so ``agentkit --help`` stays fast.
+COMMAND_MODULES = (
+    "agentkit.models.commands",
+    "agentkit.tools.commands",
+    "agentkit.evals.commands",
+)
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that part of agentkit adds no commands (yet)
+                continue
+            raise
+        module.register(app)
+
+
+_register_commands()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line and exit status 2 for user errors, 130 on Ctrl-C."""
     try:
