@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import StateGraph
-from pydantic import BaseModel, Field
+from langgraph.types import Command
+from pydantic import BaseModel, Field, ValidationError
 
-from agentkit.agents.nodes import AgentParts
+from agentkit.agents.nodes import AgentParts, Decision
 from agentkit.agents.state import RunContext
 from agentkit.errors import ConfigError
 from agentkit.messages import Message, ToolCall, Usage, as_messages
@@ -35,6 +36,7 @@ class RunResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     duration_s: float = 0.0
     trajectory_id: str | None = None
+    pending: list[ToolCall] = Field(default_factory=list, description="calls waiting for a decision (outcome 'interrupted')")
 
     @property
     def tool_calls(self) -> list[ToolCall]:
@@ -56,6 +58,33 @@ class AgentEvent(BaseModel):
 
 
 AgentInput = str | Message | dict[str, Any] | list[Any]
+DecisionInput = str | Decision | dict[str, Any]
+
+
+def _decisions(decision: DecisionInput | dict[str, DecisionInput], pending: list[ToolCall]) -> dict[str, Any]:
+    """Normalise what ``resume`` was given into ``{call id: Decision}`` covering every pending call.
+
+    Accepted: ``"approve"`` / ``"reject"``, a :class:`Decision` or its dict (applies to every pending call),
+    or a dict from call id to any of those."""
+
+    def one(value: DecisionInput) -> dict[str, Any]:
+        if isinstance(value, str):
+            value = {"action": value}
+        try:
+            return Decision.model_validate(value).model_dump()
+        except ValidationError as exc:
+            raise ConfigError(
+                f"not a decision: {value!r} ({exc.errors()[0]['msg']}); use 'approve', 'reject', "
+                "{'action': 'edit', 'arguments': {...}} or {'action': 'reject', 'reason': '...'}"
+            ) from None
+
+    ids = [c.id for c in pending]
+    if isinstance(decision, dict) and decision and set(decision) <= set(ids):
+        missing = [i for i in ids if i not in decision]
+        if missing:
+            raise ConfigError(f"no decision for pending call(s) {', '.join(missing)}: decide on every pending call")
+        return {call_id: one(value) for call_id, value in decision.items()}
+    return {call_id: one(decision) for call_id in ids}
 
 
 class Agent:
@@ -116,6 +145,8 @@ class Agent:
         for reply in replies:
             if reply.usage:
                 usage = usage + reply.usage
+        pending = [ToolCall.model_validate(c) for i in values.get("__interrupt__", ())
+                   for c in (getattr(i, "value", None) or {}).get("pending", [])]
         outcome = values.get("outcome") or "interrupted"
         answer = replies[-1].text if replies else ""
         result = RunResult(
@@ -126,6 +157,7 @@ class Agent:
             steps=values.get("steps", 0),
             usage=usage,
             duration_s=time.perf_counter() - started,
+            pending=pending,
         )
         if self.trajectory_path is not None and values.get("outcome"):
             record = TrajectoryRecord(
@@ -146,11 +178,6 @@ class Agent:
             result.trajectory_id = record.id
         return result
 
-    def _pending(self, thread_id: str) -> bool:
-        if self.checkpointer is None:
-            raise ConfigError("resume needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
-        return bool(self.graph.get_state(self._config(thread_id)).next)
-
     # -- sync API ------------------------------------------------------------------------------------
     def run(self, input: AgentInput, thread_id: str | None = None) -> RunResult:
         """Run until an answer or a budget stops it. With a thread id, the run continues that thread."""
@@ -159,17 +186,41 @@ class Agent:
         values = self.graph.invoke(self._start(input), self._config(thread_id), context=self._context())
         return self._result(values, thread_id, started)
 
-    def resume(self, thread_id: str) -> RunResult:
-        """Continue a run that was cut off (crash, kill) from its last checkpoint."""
+    def pending(self, thread_id: str) -> list[ToolCall]:
+        """Tool calls of ``thread_id`` waiting for a decision (empty when nothing waits)."""
+        state = self._state(thread_id)
+        return [ToolCall.model_validate(c) for i in state.interrupts for c in (i.value or {}).get("pending", [])]
+
+    def resume(self, thread_id: str, decision: DecisionInput | dict[str, DecisionInput] | None = None) -> RunResult:
+        """Continue ``thread_id``: after a crash from its last checkpoint, or after an approval interrupt with
+        ``decision`` (``"approve"``, ``"reject"``, a :class:`Decision`, or a dict of them by call id).
+
+        Without a decision, a run waiting for approval stays waiting: a call that needs approval never runs."""
         started = time.perf_counter()
         config = self._config(thread_id)
-        if self._pending(thread_id):
-            values = self.graph.invoke(None, config, context=self._context())
+        state = self._state(thread_id)
+        payload = self._resume_payload(state, decision)
+        if state.next:
+            values = self.graph.invoke(payload, config, context=self._context())
         else:
-            values = self.graph.get_state(config).values
+            values = state.values
             if not values:
                 raise ConfigError(f"thread {thread_id!r} has no checkpoints: start it with run(input, thread_id=...)")
         return self._result(values, thread_id, started)
+
+    def _state(self, thread_id: str):
+        if self.checkpointer is None:
+            raise ConfigError("resume needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
+        return self.graph.get_state(self._config(thread_id))
+
+    @staticmethod
+    def _resume_payload(state, decision) -> Command | None:
+        pending = [ToolCall.model_validate(c) for i in state.interrupts for c in (i.value or {}).get("pending", [])]
+        if decision is None:
+            return None
+        if not pending:
+            raise ConfigError("nothing is waiting for a decision in this thread: call resume(thread_id) without one")
+        return Command(resume=_decisions(decision, pending))
 
     def stream(self, input: AgentInput | None, thread_id: str | None = None) -> Iterator[AgentEvent]:
         """Yield model tokens and finished steps as they happen, then the result.
@@ -194,13 +245,15 @@ class Agent:
         values = await self.graph.ainvoke(self._start(input), self._config(thread_id), context=self._context())
         return self._result(values, thread_id, started)
 
-    async def aresume(self, thread_id: str) -> RunResult:
+    async def aresume(self, thread_id: str, decision: DecisionInput | dict[str, DecisionInput] | None = None
+                      ) -> RunResult:
         started = time.perf_counter()
         config = self._config(thread_id)
         if self.checkpointer is None:
             raise ConfigError("resume needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
         state = await self.graph.aget_state(config)
-        values = await self.graph.ainvoke(None, config, context=self._context()) if state.next else state.values
+        payload = self._resume_payload(state, decision)
+        values = await self.graph.ainvoke(payload, config, context=self._context()) if state.next else state.values
         return self._result(values, thread_id, started)
 
     async def astream(self, input: AgentInput | None, thread_id: str | None = None) -> AsyncIterator[AgentEvent]:

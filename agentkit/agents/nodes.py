@@ -14,11 +14,13 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END
 from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+from pydantic import BaseModel, Field
 
 from agentkit.agents.state import AgentState, RunContext
 from agentkit.budgets import Budget
@@ -47,6 +49,24 @@ class AgentParts:
 
     def interpreter(self) -> Tool | None:
         return next((t for t in self.tools.values() if t.spec.kind == "interpreter"), None)
+
+    def needs_approval(self, call: ToolCall) -> bool:
+        """Declared on the tool: ``spec.requires_approval``, or a ``needs_approval(arguments)`` predicate."""
+        tool = _resolve(call, self)
+        if isinstance(tool, str):
+            return False
+        predicate = getattr(tool, "needs_approval", None)
+        if callable(predicate):
+            return bool(predicate(call.arguments))
+        return tool.spec.requires_approval
+
+
+class Decision(BaseModel):
+    """A person's answer to a pending tool call: run it, run it with other arguments, or refuse it."""
+
+    action: Literal["approve", "edit", "reject"]
+    arguments: dict[str, Any] | None = Field(None, description="the arguments to run with, for 'edit'")
+    reason: str | None = Field(None, description="why, for 'reject' (the model reads it)")
 
 
 # -- call_model ----------------------------------------------------------------------------------
@@ -180,8 +200,8 @@ def _resolve(call: ToolCall, parts: AgentParts) -> Tool | str:
 
 
 def _result(call: ToolCall, output: Any = None, error: BaseException | str | None = None,
-            started: float | None = None) -> Message:
-    meta: dict[str, Any] = {}
+            started: float | None = None, **extra: Any) -> Message:
+    meta: dict[str, Any] = dict(extra)
     if started is not None:
         meta["latency_s"] = round(time.perf_counter() - started, 6)
     if error is not None:
@@ -196,10 +216,31 @@ def _result(call: ToolCall, output: Any = None, error: BaseException | str | Non
     return Message.tool_result(call, content, **meta)
 
 
-def _invoke(call: ToolCall, parts: AgentParts) -> Message:
+def _cleared(call: ToolCall, parts: AgentParts, decisions: dict[str, Any]) -> tuple[Tool | None, ToolCall, Message | None]:
+    """The tool and the call to run (arguments edited if so decided), or the message that replaces running it.
+
+    A call whose tool needs approval runs only with an ``approve`` or ``edit`` decision on record."""
     tool = _resolve(call, parts)
     if isinstance(tool, str):
-        return _result(call, error=tool)
+        return None, call, _result(call, error=tool)
+    if not parts.needs_approval(call):
+        return tool, call, None
+    decision = decisions.get(call.id)
+    if decision is None:
+        return None, call, _result(call, error="this call needs approval and none was given; it was not run")
+    decision = Decision.model_validate(decision)
+    if decision.action == "reject":
+        reason = f": {decision.reason}" if decision.reason else ""
+        return None, call, _result(call, error=f"the user rejected this call{reason}", rejected=True)
+    if decision.action == "edit" and decision.arguments is not None:
+        return tool, call.model_copy(update={"arguments": decision.arguments}), None
+    return tool, call, None
+
+
+def _invoke(call: ToolCall, parts: AgentParts, decisions: dict[str, Any]) -> Message:
+    tool, call, replacement = _cleared(call, parts, decisions)
+    if replacement is not None:
+        return replacement
     started = time.perf_counter()
     try:
         return _result(call, tool.invoke(call.arguments), started=started)
@@ -207,10 +248,10 @@ def _invoke(call: ToolCall, parts: AgentParts) -> Message:
         return _result(call, error=exc, started=started)
 
 
-async def _ainvoke(call: ToolCall, parts: AgentParts) -> Message:
-    tool = _resolve(call, parts)
-    if isinstance(tool, str):
-        return _result(call, error=tool)
+async def _ainvoke(call: ToolCall, parts: AgentParts, decisions: dict[str, Any]) -> Message:
+    tool, call, replacement = _cleared(call, parts, decisions)
+    if replacement is not None:
+        return replacement
     started = time.perf_counter()
     try:
         return _result(call, await ainvoke_tool(tool, call.arguments), started=started)
@@ -228,17 +269,42 @@ def run_tools(parts: AgentParts, kind: str | None = None, name: str = "run_tools
     results in call order. A failing tool becomes an ``environment`` message saying what went wrong."""
 
     def node(state: AgentState) -> dict[str, Any]:
-        calls = _pending_calls(state, kind)
+        calls, decisions = _pending_calls(state, kind), state.get("decisions") or {}
         if len(calls) <= 1:
-            return {"messages": [_invoke(c, parts) for c in calls]}
+            return {"messages": [_invoke(c, parts, decisions) for c in calls], "decisions": {}}
         with ThreadPoolExecutor(max_workers=min(len(calls), parts.max_parallel_tools)) as pool:
-            return {"messages": list(pool.map(lambda c: _invoke(c, parts), calls))}
+            return {"messages": list(pool.map(lambda c: _invoke(c, parts, decisions), calls)), "decisions": {}}
 
     async def anode(state: AgentState) -> dict[str, Any]:
-        calls = _pending_calls(state, kind)
-        return {"messages": list(await asyncio.gather(*(_ainvoke(c, parts) for c in calls)))}
+        calls, decisions = _pending_calls(state, kind), state.get("decisions") or {}
+        results = await asyncio.gather(*(_ainvoke(c, parts, decisions) for c in calls))
+        return {"messages": list(results), "decisions": {}}
 
     return RunnableCallable(node, anode, name=name, trace=False)
+
+
+# -- approve -------------------------------------------------------------------------------------
+
+def approve(parts: AgentParts) -> RunnableCallable:
+    """Pause the run (LangGraph ``interrupt``) until someone decides on each call that needs approval.
+
+    The interrupt's value lists the pending calls; the resume value maps each call id to a
+    :class:`Decision`. The node only records decisions: ``run_tools`` enforces them."""
+
+    def node(state: AgentState) -> dict[str, Any]:
+        pending = [c for c in state["messages"][-1].tool_calls if parts.needs_approval(c)]
+        answer = interrupt({"pending": [c.model_dump() for c in pending]})
+        decisions = {}
+        for call in pending:
+            decision = answer.get(call.id) if isinstance(answer, dict) else None
+            if decision is not None:
+                decisions[call.id] = Decision.model_validate(decision).model_dump()
+        return {"decisions": decisions}
+
+    async def anode(state: AgentState) -> dict[str, Any]:
+        return node(state)
+
+    return RunnableCallable(node, anode, name="approve", trace=False)
 
 
 # -- recover -------------------------------------------------------------------------------------
@@ -258,19 +324,28 @@ def recover(parts: AgentParts) -> RunnableCallable:
 
 # -- routing -------------------------------------------------------------------------------------
 
-def after_model(state: AgentState) -> str:
-    """END when the run is over, ``recover`` after unparseable output, else ``run_tools``."""
-    if state.get("outcome"):
-        return END
-    if state["messages"][-1].parse_error:
-        return "recover"
+def to_run_tools(state: AgentState) -> str:
     return "run_tools"
 
 
-def after_model_by_kind(state: AgentState) -> str:
-    """Like :func:`after_model`, but sends interpreter actions to ``run_interpreter``."""
-    route = after_model(state)
-    if route != "run_tools":
-        return route
+def by_kind(state: AgentState) -> str:
+    """InternLM2 runs plugin and interpreter actions in separate nodes (one action per turn)."""
     calls = state["messages"][-1].tool_calls
     return "run_interpreter" if calls and calls[0].kind == "interpreter" else "run_plugin"
+
+
+def after_model(parts: AgentParts, tools_route=to_run_tools):
+    """END when the run is over, ``recover`` after unparseable output, ``approve`` when a call needs a
+    decision, else wherever ``tools_route`` sends the calls."""
+
+    def route(state: AgentState) -> str:
+        if state.get("outcome"):
+            return END
+        last = state["messages"][-1]
+        if last.parse_error:
+            return "recover"
+        if any(parts.needs_approval(c) for c in last.tool_calls):
+            return "approve"
+        return tools_route(state)
+
+    return route

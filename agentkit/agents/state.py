@@ -32,6 +32,7 @@ class AgentState(TypedDict, total=False):
     tokens: int             # completion tokens in the current run
     parse_retries: int      # consecutive unparseable replies
     call_counts: dict[str, int]  # signature of each tool call made in this run → how often
+    decisions: dict[str, dict[str, Any]]  # call id → Decision, for calls that need approval
     outcome: str | None     # why the run ended (see agentkit.budgets.OUTCOMES)
 
 
