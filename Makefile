@@ -34,6 +34,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/runtime_overhead.py
+	$(BIN)/python bench/rewoo_parallel.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

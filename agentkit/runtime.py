@@ -103,7 +103,11 @@ class Agent:
 
     # -- plumbing ------------------------------------------------------------------------------------
     def _config(self, thread_id: str | None) -> dict[str, Any]:
-        config: dict[str, Any] = {"recursion_limit": self.parts.budget.max_steps * 3 + 10}
+        # max_concurrency sizes LangGraph's executor for parallel tasks (ReWOO's Send fan-out); Python's
+        # default pool is cpu_count + 4 threads, which would run 8 parallel steps in two waves on 2 cores.
+        # The recursion limit is only a backstop (budgets end runs); ReWOO needs two supersteps per plan level.
+        config: dict[str, Any] = {"recursion_limit": max(100, self.parts.budget.max_steps * 3 + 10),
+                                  "max_concurrency": self.parts.max_parallel_tools}
         if thread_id is not None:
             config["configurable"] = {"thread_id": thread_id}
         return config

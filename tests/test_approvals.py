@@ -48,7 +48,7 @@ def agent_for(pattern: str, first: Message, tools, **kw):
     return create_agent(pattern, ScriptedModel(script), tools=tools, checkpointer=kw.pop("checkpointer", "memory"), **kw)
 
 
-@pytest.mark.parametrize("pattern", sorted(AGENTS))
+@pytest.mark.parametrize("pattern", sorted(set(AGENTS) - {"rewoo"}))  # ReWOO: see tests/test_rewoo.py
 def test_every_pattern_waits_for_approval_and_runs_once_approved(pattern):
     log: list = []
     agent = agent_for(pattern, Message.assistant("", [refund_call()]), [refund_tool(log)])

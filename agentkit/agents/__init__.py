@@ -27,6 +27,7 @@ __all__ = ["AGENTS", "create_agent"]
 AGENTS: dict[str, str] = {
     "react": "agentkit.agents.react",
     "internlm2": "agentkit.agents.internlm2",
+    "rewoo": "agentkit.agents.rewoo",
 }
 
 

@@ -41,7 +41,7 @@ class AgentParts:
     budget: Budget = field(default_factory=Budget)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     system_prompt: str | None = None
-    max_parallel_tools: int = 8
+    max_parallel_tools: int = 16
 
     @property
     def specs(self) -> list[ToolSpec]:
@@ -71,7 +71,7 @@ class Decision(BaseModel):
 
 # -- call_model ----------------------------------------------------------------------------------
 
-def _budget_stop(state: AgentState, parts: AgentParts, context: RunContext) -> str | None:
+def budget_stop(state: AgentState, parts: AgentParts, context: RunContext) -> str | None:
     budget = parts.budget
     if state.get("steps", 0) >= budget.max_steps:
         return "max_steps"
@@ -89,7 +89,7 @@ def _prompt(state: AgentState, parts: AgentParts) -> list[Message]:
     return messages
 
 
-def _config(state: AgentState, parts: AgentParts) -> GenerationConfig:
+def generation_config(state: AgentState, parts: AgentParts) -> GenerationConfig:
     left = parts.budget.max_tokens - state.get("tokens", 0)
     if left < parts.generation.max_new_tokens:
         return parts.generation.model_copy(update={"max_new_tokens": max(1, left)})
@@ -104,7 +104,7 @@ def call_signature(call: ToolCall) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
 
 
-def _after_reply(state: AgentState, parts: AgentParts, reply: Message) -> dict[str, Any]:
+def after_reply(state: AgentState, parts: AgentParts, reply: Message) -> dict[str, Any]:
     """State update for a model reply: counters, and the outcome when the run should end."""
     used = reply.usage.completion_tokens if reply.usage else 0
     messages = state["messages"]
@@ -153,31 +153,40 @@ class _TokenRelay:
         return self.reply
 
 
+def model_reply(parts: AgentParts, messages: list[Message], config: GenerationConfig, runtime: Runtime) -> Message:
+    """One model call, streaming its tokens to the graph's stream writer when the run asked for tokens."""
+    if not runtime.context.stream_tokens:
+        return parts.model.generate(messages, tools=parts.specs, config=config)
+    relay = _TokenRelay(runtime.stream_writer, parts.model)
+    for chunk in parts.model.stream(messages, tools=parts.specs, config=config):
+        relay.feed(chunk)
+    return relay.result()
+
+
+async def amodel_reply(parts: AgentParts, messages: list[Message], config: GenerationConfig,
+                       runtime: Runtime) -> Message:
+    if not runtime.context.stream_tokens:
+        return await parts.model.agenerate(messages, tools=parts.specs, config=config)
+    relay = _TokenRelay(runtime.stream_writer, parts.model)
+    async for chunk in parts.model.astream(messages, tools=parts.specs, config=config):
+        relay.feed(chunk)
+    return relay.result()
+
+
 def call_model(parts: AgentParts) -> RunnableCallable:
     """Ask the model for the next step, unless a budget says the run is over."""
 
     def node(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        if stop := _budget_stop(state, parts, runtime.context):
+        if stop := budget_stop(state, parts, runtime.context):
             return {"outcome": stop}
-        messages, config = _prompt(state, parts), _config(state, parts)
-        if not runtime.context.stream_tokens:
-            return _after_reply(state, parts, parts.model.generate(messages, tools=parts.specs, config=config))
-        relay = _TokenRelay(runtime.stream_writer, parts.model)
-        for chunk in parts.model.stream(messages, tools=parts.specs, config=config):
-            relay.feed(chunk)
-        return _after_reply(state, parts, relay.result())
+        reply = model_reply(parts, _prompt(state, parts), generation_config(state, parts), runtime)
+        return after_reply(state, parts, reply)
 
     async def anode(state: AgentState, runtime: Runtime[RunContext]) -> dict[str, Any]:
-        if stop := _budget_stop(state, parts, runtime.context):
+        if stop := budget_stop(state, parts, runtime.context):
             return {"outcome": stop}
-        messages, config = _prompt(state, parts), _config(state, parts)
-        if not runtime.context.stream_tokens:
-            reply = await parts.model.agenerate(messages, tools=parts.specs, config=config)
-            return _after_reply(state, parts, reply)
-        relay = _TokenRelay(runtime.stream_writer, parts.model)
-        async for chunk in parts.model.astream(messages, tools=parts.specs, config=config):
-            relay.feed(chunk)
-        return _after_reply(state, parts, relay.result())
+        reply = await amodel_reply(parts, _prompt(state, parts), generation_config(state, parts), runtime)
+        return after_reply(state, parts, reply)
 
     return RunnableCallable(node, anode, name="call_model", trace=False)
 
@@ -199,7 +208,7 @@ def _resolve(call: ToolCall, parts: AgentParts) -> Tool | str:
     return tool
 
 
-def _result(call: ToolCall, output: Any = None, error: BaseException | str | None = None,
+def tool_result(call: ToolCall, output: Any = None, error: BaseException | str | None = None,
             started: float | None = None, **extra: Any) -> Message:
     meta: dict[str, Any] = dict(extra)
     if started is not None:
@@ -216,47 +225,47 @@ def _result(call: ToolCall, output: Any = None, error: BaseException | str | Non
     return Message.tool_result(call, content, **meta)
 
 
-def _cleared(call: ToolCall, parts: AgentParts, decisions: dict[str, Any]) -> tuple[Tool | None, ToolCall, Message | None]:
+def cleared(call: ToolCall, parts: AgentParts, decisions: dict[str, Any]) -> tuple[Tool | None, ToolCall, Message | None]:
     """The tool and the call to run (arguments edited if so decided), or the message that replaces running it.
 
     A call whose tool needs approval runs only with an ``approve`` or ``edit`` decision on record."""
     tool = _resolve(call, parts)
     if isinstance(tool, str):
-        return None, call, _result(call, error=tool)
+        return None, call, tool_result(call, error=tool)
     if not parts.needs_approval(call):
         return tool, call, None
     decision = decisions.get(call.id)
     if decision is None:
-        return None, call, _result(call, error="this call needs approval and none was given; it was not run")
+        return None, call, tool_result(call, error="this call needs approval and none was given; it was not run")
     decision = Decision.model_validate(decision)
     if decision.action == "reject":
         reason = f": {decision.reason}" if decision.reason else ""
-        return None, call, _result(call, error=f"the user rejected this call{reason}", rejected=True)
+        return None, call, tool_result(call, error=f"the user rejected this call{reason}", rejected=True)
     if decision.action == "edit" and decision.arguments is not None:
         return tool, call.model_copy(update={"arguments": decision.arguments}), None
     return tool, call, None
 
 
 def _invoke(call: ToolCall, parts: AgentParts, decisions: dict[str, Any]) -> Message:
-    tool, call, replacement = _cleared(call, parts, decisions)
+    tool, call, replacement = cleared(call, parts, decisions)
     if replacement is not None:
         return replacement
     started = time.perf_counter()
     try:
-        return _result(call, tool.invoke(call.arguments), started=started)
+        return tool_result(call, tool.invoke(call.arguments), started=started)
     except Exception as exc:  # a tool failure is information for the model, not a crash
-        return _result(call, error=exc, started=started)
+        return tool_result(call, error=exc, started=started)
 
 
 async def _ainvoke(call: ToolCall, parts: AgentParts, decisions: dict[str, Any]) -> Message:
-    tool, call, replacement = _cleared(call, parts, decisions)
+    tool, call, replacement = cleared(call, parts, decisions)
     if replacement is not None:
         return replacement
     started = time.perf_counter()
     try:
-        return _result(call, await ainvoke_tool(tool, call.arguments), started=started)
+        return tool_result(call, await ainvoke_tool(tool, call.arguments), started=started)
     except Exception as exc:
-        return _result(call, error=exc, started=started)
+        return tool_result(call, error=exc, started=started)
 
 
 def _pending_calls(state: AgentState, kind: str | None) -> list[ToolCall]:
