@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from agentkit.commands import register_modules
 from agentkit.errors import AgentkitError, ConfigError
 
 try:  # typer ≥ 0.20 vendors click; older releases use the click package
@@ -186,20 +187,7 @@ COMMAND_MODULES = (
 )
 
 
-def _register_commands() -> None:
-    import importlib
-
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # that part of agentkit adds no commands (yet)
-                continue
-            raise
-        module.register(app)
-
-
-_register_commands()
+register_modules(app, COMMAND_MODULES)
 
 
 def main(argv: list[str] | None = None) -> int:

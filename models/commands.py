@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
+from agentkit.commands import register_modules
 
 SUBMODULES = ("agentkit.models.internlm2.commands", "agentkit.models.serving.commands")
 
 
 def register(app) -> None:
-    for name in SUBMODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
-                continue
-            raise
-        module.register(app)
+    register_modules(app, SUBMODULES)
