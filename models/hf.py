@@ -46,6 +46,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "run pip install 'agentkit[models]'"
     ) from exc
 
+import agentkit.models.internlm2.modeling  # noqa: F401  InternLM2 checkpoints load with no remote code
+
 __all__ = ["DTYPES", "HFModel", "set_threads"]
 
 #: Accepted ``dtype`` names. ``auto`` keeps the checkpoint's own dtype (fp32 for the embedded model).
