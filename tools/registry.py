@@ -16,9 +16,12 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.metadata
+import inspect
 import re
 import warnings
 from typing import Any, Callable, Iterable, Union
+
+from pydantic import BaseModel
 
 from agentkit.errors import ConfigError
 from agentkit.toolspec import Tool
@@ -120,6 +123,54 @@ def load_tool(name: str, **kwargs: Any) -> Tool:
     if not isinstance(tool, Tool):
         raise ConfigError(f"tool {name!r}: its factory returned {type(tool).__name__}, which has no spec/invoke")
     return tool
+
+
+class ToolInfo(BaseModel):
+    """A search hit: enough to pick a tool without loading it for real."""
+
+    name: str
+    description: str
+    score: float
+
+
+def describe_tool(name: str) -> str:
+    """The tool's description, read without running its ``setup()`` (heavy models are not loaded)."""
+    factory = _resolve(name)
+    try:
+        made = factory()
+        return made.spec.description
+    except Exception:
+        doc = inspect.getdoc(factory) or ""
+        return getattr(factory, "description", None) or doc.split("\n\n")[0].replace("\n", " ")
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> set[str]:
+    return {w.rstrip("s") for w in _WORD.findall(text.lower()) if len(w) > 1}
+
+
+def search_tool(query: str, k: int = 5) -> list[ToolInfo]:
+    """Tools whose name or description fit ``query`` best (fuzzy on the name, word overlap on the description)."""
+    if not query or not query.strip():
+        raise ConfigError("search_tool needs a query, e.g. search_tool('image resize')")
+    wanted = _words(query)
+    hits: list[ToolInfo] = []
+    for name in list_tools():
+        try:
+            description = describe_tool(name)
+        except ConfigError:
+            continue  # a tool whose extras are missing cannot be offered
+        name_score = max(difflib.SequenceMatcher(None, query.lower().strip(), name.lower()).ratio(),
+                         max((difflib.SequenceMatcher(None, w, name.lower()).ratio() for w in wanted), default=0.0))
+        have = _words(name.replace("_", " ") + " " + description)
+        overlap = len(wanted & have) / len(wanted) if wanted else 0.0
+        score = round(max(name_score, overlap) + 0.25 * min(name_score, overlap), 4)
+        if score >= 0.3:
+            hits.append(ToolInfo(name=name, description=description, score=score))
+    hits.sort(key=lambda h: (-h.score, h.name))
+    return hits[:k]
 
 
 def load_tools(names: str | Iterable[str]) -> list[Tool]:
