@@ -86,7 +86,7 @@ def test_invalid_name() -> None:
 
 def test_register_tool() -> None:
     agentkit.tools.register_tool("echo", EchoTool)
-    assert agentkit.tools.list_tools() == ["calculator", "echo"]
+    assert agentkit.tools.list_tools() == sorted({*registry._BUILTINS, "echo"})
     assert agentkit.tools.load_tool("echo", prefix="> ").invoke({"text": "hi"}) == "> hi"
     agentkit.tools.register_tool("echo", lambda: EchoTool(prefix="new "))
     assert agentkit.tools.load_tool("echo").invoke({"text": "hi"}) == "new hi"
@@ -125,7 +125,7 @@ def test_entry_point_discovery(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch,
         [ep("echo", "fake_agentkit_plugin:EchoTool"), ep("other_group_tool", "x:y", group="something.else")],
     )
-    assert agentkit.tools.list_tools() == ["calculator", "echo"]
+    assert agentkit.tools.list_tools() == sorted({*registry._BUILTINS, "echo"})
     tool = agentkit.tools.load_tool("echo", prefix="ep:")
     assert tool.invoke({"text": "ok"}) == "ep:ok"
     assert [t.spec.name for t in agentkit.tools.load_tools("echo,calculator")] == ["echo", "calculator"]
@@ -135,7 +135,7 @@ def test_entry_point_cannot_shadow_builtin(monkeypatch: pytest.MonkeyPatch) -> N
     third_party_module(monkeypatch)
     fake_entry_points(monkeypatch, [ep("calculator", "fake_agentkit_plugin:EchoTool")])
     with pytest.warns(UserWarning, match="shadowed"):
-        assert agentkit.tools.list_tools() == ["calculator"]
+        assert agentkit.tools.list_tools() == sorted(registry._BUILTINS)
     assert agentkit.tools.load_tool("calculator").spec.name == "calculator"
 
 
@@ -166,3 +166,13 @@ def test_lazy_exports() -> None:
     assert set(agentkit.tools.__all__) <= set(dir(agentkit.tools))
     with pytest.raises(AttributeError):
         agentkit.tools.does_not_exist  # noqa: B018
+
+
+def test_search_tool_is_fuzzy_on_names_and_matches_descriptions() -> None:
+    assert agentkit.tools.search_tool("calculater")[0].name == "calculator"  # a typo still finds it
+    hits = agentkit.tools.search_tool("find passages in my documents")
+    assert hits[0].name == "knowledge_base" and "documents" in hits[0].description
+    assert all(h.score >= 0.3 for h in hits) and hits == sorted(hits, key=lambda h: -h.score)
+    assert agentkit.tools.search_tool("zzzz qqqq") == []
+    with pytest.raises(ConfigError, match="needs a query"):
+        agentkit.tools.search_tool(" ")
