@@ -18,7 +18,8 @@ from langgraph.graph import StateGraph
 from langgraph.types import Command
 from pydantic import BaseModel, Field, ValidationError
 
-from agentkit.agents.nodes import AgentParts, Decision
+from agentkit import tracing
+from agentkit.agents.nodes import AgentParts, Decision, model_name
 from agentkit.agents.state import RunContext
 from agentkit.errors import ConfigError
 from agentkit.messages import Message, ToolCall, Usage, as_messages
@@ -122,6 +123,14 @@ class Agent:
     def _context(self, stream_tokens: bool = False) -> RunContext:
         return RunContext(deadline=time.monotonic() + self.parts.budget.max_seconds, stream_tokens=stream_tokens)
 
+    def _span(self, thread_id: str | None):
+        return tracing.agent_span(self.pattern, thread_id, model_name(self.parts.model))
+
+    @staticmethod
+    def _traced(span: Any, result: RunResult) -> RunResult:
+        tracing.finish_agent_span(span, result)
+        return result
+
     @staticmethod
     def _start(input: AgentInput) -> dict[str, Any]:
         messages = as_messages(input)
@@ -187,8 +196,9 @@ class Agent:
         """Run until an answer or a budget stops it. With a thread id, the run continues that thread."""
         started = time.perf_counter()
         thread_id = self._thread(thread_id)
-        values = self.graph.invoke(self._start(input), self._config(thread_id), context=self._context())
-        return self._result(values, thread_id, started)
+        with self._span(thread_id) as span:
+            values = self.graph.invoke(self._start(input), self._config(thread_id), context=self._context())
+            return self._traced(span, self._result(values, thread_id, started))
 
     def pending(self, thread_id: str) -> list[ToolCall]:
         """Tool calls of ``thread_id`` waiting for a decision (empty when nothing waits)."""
@@ -204,13 +214,11 @@ class Agent:
         config = self._config(thread_id)
         state = self._state(thread_id)
         payload = self._resume_payload(state, decision)
-        if state.next:
-            values = self.graph.invoke(payload, config, context=self._context())
-        else:
-            values = state.values
-            if not values:
-                raise ConfigError(f"thread {thread_id!r} has no checkpoints: start it with run(input, thread_id=...)")
-        return self._result(values, thread_id, started)
+        if not state.next and not state.values:
+            raise ConfigError(f"thread {thread_id!r} has no checkpoints: start it with run(input, thread_id=...)")
+        with self._span(thread_id) as span:
+            values = self.graph.invoke(payload, config, context=self._context()) if state.next else state.values
+            return self._traced(span, self._result(values, thread_id, started))
 
     def _state(self, thread_id: str):
         if self.checkpointer is None:
@@ -231,10 +239,13 @@ class Agent:
 
         ``input=None`` continues an interrupted run of ``thread_id``, like :meth:`resume`."""
         run = _StreamedRun(self, input, thread_id)
-        for mode, chunk in self.graph.stream(*run.args, **run.kwargs):
-            if event := run.feed(mode, chunk):
-                yield event
-        yield run.finish()
+        with self._span(run.thread_id) as span:
+            for mode, chunk in self.graph.stream(*run.args, **run.kwargs):
+                if event := run.feed(mode, chunk):
+                    yield event
+            final = run.finish()
+            self._traced(span, final.result)
+        yield final
 
     def history(self, thread_id: str) -> list[Message]:
         """Every message of a thread, across runs."""
@@ -246,8 +257,9 @@ class Agent:
     async def arun(self, input: AgentInput, thread_id: str | None = None) -> RunResult:
         started = time.perf_counter()
         thread_id = self._thread(thread_id)
-        values = await self.graph.ainvoke(self._start(input), self._config(thread_id), context=self._context())
-        return self._result(values, thread_id, started)
+        with self._span(thread_id) as span:
+            values = await self.graph.ainvoke(self._start(input), self._config(thread_id), context=self._context())
+            return self._traced(span, self._result(values, thread_id, started))
 
     async def aresume(self, thread_id: str, decision: DecisionInput | dict[str, DecisionInput] | None = None
                       ) -> RunResult:
@@ -257,15 +269,19 @@ class Agent:
             raise ConfigError("resume needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
         state = await self.graph.aget_state(config)
         payload = self._resume_payload(state, decision)
-        values = await self.graph.ainvoke(payload, config, context=self._context()) if state.next else state.values
-        return self._result(values, thread_id, started)
+        with self._span(thread_id) as span:
+            values = await self.graph.ainvoke(payload, config, context=self._context()) if state.next else state.values
+            return self._traced(span, self._result(values, thread_id, started))
 
     async def astream(self, input: AgentInput | None, thread_id: str | None = None) -> AsyncIterator[AgentEvent]:
         run = _StreamedRun(self, input, thread_id)
-        async for mode, chunk in self.graph.astream(*run.args, **run.kwargs):
-            if event := run.feed(mode, chunk):
-                yield event
-        yield run.finish()
+        with self._span(run.thread_id) as span:
+            async for mode, chunk in self.graph.astream(*run.args, **run.kwargs):
+                if event := run.feed(mode, chunk):
+                    yield event
+            final = run.finish()
+            self._traced(span, final.result)
+        yield final
 
     def __repr__(self) -> str:
         return f"Agent({self.pattern!r}, model={self.parts.model!r}, tools={list(self.parts.tools)})"

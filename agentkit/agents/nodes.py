@@ -9,6 +9,7 @@ it could not understand carries ``meta["parse_error"]``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import time
@@ -22,6 +23,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel, Field
 
+from agentkit import tracing
 from agentkit.agents.state import AgentState, RunContext
 from agentkit.budgets import Budget
 from agentkit.llm import ChatModel, GenerationConfig
@@ -153,24 +155,36 @@ class _TokenRelay:
         return self.reply
 
 
+def model_name(model: ChatModel) -> str:
+    return getattr(model, "model_name", None) or type(model).__name__
+
+
 def model_reply(parts: AgentParts, messages: list[Message], config: GenerationConfig, runtime: Runtime) -> Message:
     """One model call, streaming its tokens to the graph's stream writer when the run asked for tokens."""
-    if not runtime.context.stream_tokens:
-        return parts.model.generate(messages, tools=parts.specs, config=config)
-    relay = _TokenRelay(runtime.stream_writer, parts.model)
-    for chunk in parts.model.stream(messages, tools=parts.specs, config=config):
-        relay.feed(chunk)
-    return relay.result()
+    with tracing.chat_span(model_name(parts.model), config) as span:
+        if not runtime.context.stream_tokens:
+            reply = parts.model.generate(messages, tools=parts.specs, config=config)
+        else:
+            relay = _TokenRelay(runtime.stream_writer, parts.model)
+            for chunk in parts.model.stream(messages, tools=parts.specs, config=config):
+                relay.feed(chunk)
+            reply = relay.result()
+        tracing.finish_chat_span(span, reply)
+        return reply
 
 
 async def amodel_reply(parts: AgentParts, messages: list[Message], config: GenerationConfig,
                        runtime: Runtime) -> Message:
-    if not runtime.context.stream_tokens:
-        return await parts.model.agenerate(messages, tools=parts.specs, config=config)
-    relay = _TokenRelay(runtime.stream_writer, parts.model)
-    async for chunk in parts.model.astream(messages, tools=parts.specs, config=config):
-        relay.feed(chunk)
-    return relay.result()
+    with tracing.chat_span(model_name(parts.model), config) as span:
+        if not runtime.context.stream_tokens:
+            reply = await parts.model.agenerate(messages, tools=parts.specs, config=config)
+        else:
+            relay = _TokenRelay(runtime.stream_writer, parts.model)
+            async for chunk in parts.model.astream(messages, tools=parts.specs, config=config):
+                relay.feed(chunk)
+            reply = relay.result()
+        tracing.finish_chat_span(span, reply)
+        return reply
 
 
 def call_model(parts: AgentParts) -> RunnableCallable:
@@ -246,26 +260,37 @@ def cleared(call: ToolCall, parts: AgentParts, decisions: dict[str, Any]) -> tup
     return tool, call, None
 
 
+def execute(tool: Tool, call: ToolCall) -> Message:
+    """Run one cleared call; a tool failure is information for the model, not a crash."""
+    started = time.perf_counter()
+    with tracing.tool_span(call) as span:
+        try:
+            result = tool_result(call, tool.invoke(call.arguments), started=started)
+        except Exception as exc:
+            result = tool_result(call, error=exc, started=started)
+        tracing.finish_tool_span(span, result)
+        return result
+
+
+async def aexecute(tool: Tool, call: ToolCall) -> Message:
+    started = time.perf_counter()
+    with tracing.tool_span(call) as span:
+        try:
+            result = tool_result(call, await ainvoke_tool(tool, call.arguments), started=started)
+        except Exception as exc:
+            result = tool_result(call, error=exc, started=started)
+        tracing.finish_tool_span(span, result)
+        return result
+
+
 def _invoke(call: ToolCall, parts: AgentParts, decisions: dict[str, Any]) -> Message:
     tool, call, replacement = cleared(call, parts, decisions)
-    if replacement is not None:
-        return replacement
-    started = time.perf_counter()
-    try:
-        return tool_result(call, tool.invoke(call.arguments), started=started)
-    except Exception as exc:  # a tool failure is information for the model, not a crash
-        return tool_result(call, error=exc, started=started)
+    return replacement if replacement is not None else execute(tool, call)
 
 
 async def _ainvoke(call: ToolCall, parts: AgentParts, decisions: dict[str, Any]) -> Message:
     tool, call, replacement = cleared(call, parts, decisions)
-    if replacement is not None:
-        return replacement
-    started = time.perf_counter()
-    try:
-        return tool_result(call, await ainvoke_tool(tool, call.arguments), started=started)
-    except Exception as exc:
-        return tool_result(call, error=exc, started=started)
+    return replacement if replacement is not None else await aexecute(tool, call)
 
 
 def _pending_calls(state: AgentState, kind: str | None) -> list[ToolCall]:
@@ -281,8 +306,10 @@ def run_tools(parts: AgentParts, kind: str | None = None, name: str = "run_tools
         calls, decisions = _pending_calls(state, kind), state.get("decisions") or {}
         if len(calls) <= 1:
             return {"messages": [_invoke(c, parts, decisions) for c in calls], "decisions": {}}
+        contexts = [contextvars.copy_context() for _ in calls]  # each call's span keeps this step as parent
         with ThreadPoolExecutor(max_workers=min(len(calls), parts.max_parallel_tools)) as pool:
-            return {"messages": list(pool.map(lambda c: _invoke(c, parts, decisions), calls)), "decisions": {}}
+            results = pool.map(lambda c, ctx: ctx.run(_invoke, c, parts, decisions), calls, contexts)
+            return {"messages": list(results), "decisions": {}}
 
     async def anode(state: AgentState) -> dict[str, Any]:
         calls, decisions = _pending_calls(state, kind), state.get("decisions") or {}

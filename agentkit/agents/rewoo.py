@@ -21,14 +21,15 @@ from langgraph.types import Send
 
 from agentkit.agents.nodes import (
     AgentParts,
+    aexecute,
     after_reply,
     amodel_reply,
     budget_stop,
     cleared,
+    execute,
     generation_config,
     model_reply,
     recover,
-    tool_result,
 )
 from agentkit.agents.state import AgentState, RunContext
 from agentkit.messages import Message, ToolCall
@@ -40,7 +41,6 @@ from agentkit.protocols.rewoo import (
     step_arguments,
     substitute,
 )
-from agentkit.toolspec import ainvoke_tool
 
 DEFAULT_PROTOCOL = "react"
 
@@ -115,22 +115,12 @@ def work(parts: AgentParts) -> RunnableCallable:
     def node(packet: dict[str, Any]) -> dict[str, Any]:
         step, call = _prepare(packet, parts)
         tool, call, replacement = cleared(call, parts, {})
-        if replacement is not None:
-            return finish(step, replacement)
-        try:
-            return finish(step, tool_result(call, tool.invoke(call.arguments)))
-        except Exception as exc:  # reported to the solver, not fatal
-            return finish(step, tool_result(call, error=exc))
+        return finish(step, replacement if replacement is not None else execute(tool, call))  # errors reported
 
     async def anode(packet: dict[str, Any]) -> dict[str, Any]:
         step, call = _prepare(packet, parts)
         tool, call, replacement = cleared(call, parts, {})
-        if replacement is not None:
-            return finish(step, replacement)
-        try:
-            return finish(step, tool_result(call, await ainvoke_tool(tool, call.arguments)))
-        except Exception as exc:
-            return finish(step, tool_result(call, error=exc))
+        return finish(step, replacement if replacement is not None else await aexecute(tool, call))
 
     return RunnableCallable(node, anode, name="work", trace=False)
 
