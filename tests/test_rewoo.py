@@ -101,14 +101,44 @@ def test_plan_parser_reports_unknown_tools_missing_references_and_cycles():
     assert error is None and [s.deps for s in steps] == [[], ["E1"]]
 
 
-def test_a_tool_that_needs_approval_never_runs_in_a_plan():
-    log: list = []
+def guarded(log: list, predicate=None):
     tool = echo_tool(log)
-    tool._spec = tool.spec.model_copy(update={"requires_approval": True})
-    result = rewoo([plan_text(1), "Final Answer: done"], [tool]).run("go")
-    assert log == []
-    env = [m for m in result.messages if m.role == "environment"][0]
-    assert "needs approval" in env.text
+    if predicate is None:
+        tool._spec = tool.spec.model_copy(update={"requires_approval": True})
+    else:
+        tool.needs_approval = predicate
+    return tool
+
+
+def test_a_plan_with_steps_needing_approval_waits_for_a_decision_on_each():
+    log: list = []
+    plan = "Plan: a\n#E1 = echo[first]\nPlan: b\n#E2 = echo[#E1 again]"
+    agent = rewoo([plan, "Final Answer: done"], [guarded(log)])
+    result = agent.run("go")
+    assert result.outcome == "interrupted" and log == []
+    first, second = result.pending
+    assert first.arguments == {"text": "first"} and second.arguments == {"text": "#E1 again"}  # as planned
+    still = agent.resume(result.thread_id)  # no decision: nothing runs
+    assert still.outcome == "interrupted" and log == []
+    done = agent.resume(result.thread_id, {first.id: "approve",
+                                           second.id: {"action": "edit", "arguments": {"text": "edited"}}})
+    assert done.outcome == "answer" and done.answer == "done"
+    assert log == ["first", "edited"]
+
+
+def test_a_rejected_step_becomes_evidence_and_only_matching_calls_need_approval():
+    log: list = []
+    plan = "Plan: a\n#E1 = echo[safe]\nPlan: b\n#E2 = echo[delete everything]"
+    tool = guarded(log, predicate=lambda arguments: "delete" in arguments.get("text", ""))
+    agent = rewoo([plan, "Final Answer: kept it safe"], [tool])
+    result = agent.run("go")
+    [pending] = result.pending
+    assert pending.arguments == {"text": "delete everything"} and log == []
+    done = agent.resume(result.thread_id, {"action": "reject", "reason": "too dangerous"})
+    assert log == ["safe"]
+    evidence = [m for m in done.messages if m.role == "environment"]
+    assert any("rejected this call: too dangerous" in m.text for m in evidence)
+    assert done.outcome == "answer"
 
 
 def test_stream_reports_each_step_as_it_finishes():

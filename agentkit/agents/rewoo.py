@@ -17,10 +17,11 @@ from typing import Annotated, Any
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Send
+from langgraph.types import Send, interrupt
 
 from agentkit.agents.nodes import (
     AgentParts,
+    Decision,
     aexecute,
     after_reply,
     amodel_reply,
@@ -76,6 +77,7 @@ def _plan_update(state: ReWOOState, parts: AgentParts, reply: Message) -> dict[s
     update.pop("outcome", None)  # a plan is not an answer
     update["plan"] = [{**s.model_dump(), "call_id": c.id} for s, c in zip(steps, calls)]
     update["evidence"] = {}
+    update["decisions"] = {}  # decisions belong to one plan
     return update
 
 
@@ -96,13 +98,46 @@ def plan(parts: AgentParts) -> RunnableCallable:
     return RunnableCallable(node, anode, name="plan", trace=False)
 
 
-def _prepare(packet: dict[str, Any], parts: AgentParts):
-    step = PlanStep.model_validate(packet["step"])
-    text = substitute(step.args, packet.get("evidence") or {})
+def _step_call(step_data: dict[str, Any], parts: AgentParts, evidence: dict[str, str] | None) -> ToolCall:
+    """The call a step makes: evidence substituted when given, else with its ``#E`` references as written."""
+    step = PlanStep.model_validate(step_data)
+    text = substitute(step.args, evidence) if evidence is not None else step.args
     tool = parts.tools.get(step.tool)
     arguments = step_arguments(text, tool.spec) if tool is not None else {"input": text}
-    call = ToolCall(id=packet["step"]["call_id"], name=step.tool, arguments=arguments)
-    return step, call
+    return ToolCall(id=step_data["call_id"], name=step.tool, arguments=arguments)
+
+
+def _prepare(packet: dict[str, Any], parts: AgentParts):
+    return PlanStep.model_validate(packet["step"]), _step_call(packet["step"], parts, packet.get("evidence") or {})
+
+
+def _awaiting_approval(state: ReWOOState, parts: AgentParts) -> list[ToolCall]:
+    """Steps of the plan whose tool needs approval and that have no decision yet."""
+    decided = state.get("decisions") or {}
+    calls = [_step_call(s, parts, None) for s in state.get("plan") or [] if s["call_id"] not in decided]
+    return [c for c in calls if c.name in parts.tools and parts.needs_approval(c)]
+
+
+def approve_plan(parts: AgentParts) -> RunnableCallable:
+    """Before any step runs, pause once for every step that needs approval (arguments as planned, ``#E``
+    references unfilled); the decisions travel with each ``Send`` and ``work`` enforces them."""
+
+    def node(state: ReWOOState) -> dict[str, Any]:
+        pending = _awaiting_approval(state, parts)
+        if not pending:
+            return {}
+        answer = interrupt({"pending": [c.model_dump() for c in pending]})
+        decisions = dict(state.get("decisions") or {})
+        for call in pending:
+            decision = answer.get(call.id) if isinstance(answer, dict) else None
+            if decision is not None:
+                decisions[call.id] = Decision.model_validate(decision).model_dump()
+        return {"decisions": decisions}
+
+    async def anode(state: ReWOOState) -> dict[str, Any]:
+        return node(state)
+
+    return RunnableCallable(node, anode, name="approve_plan", trace=False)
 
 
 def work(parts: AgentParts) -> RunnableCallable:
@@ -114,12 +149,12 @@ def work(parts: AgentParts) -> RunnableCallable:
 
     def node(packet: dict[str, Any]) -> dict[str, Any]:
         step, call = _prepare(packet, parts)
-        tool, call, replacement = cleared(call, parts, {})
+        tool, call, replacement = cleared(call, parts, packet.get("decisions") or {})
         return finish(step, replacement if replacement is not None else execute(tool, call))  # errors reported
 
     async def anode(packet: dict[str, Any]) -> dict[str, Any]:
         step, call = _prepare(packet, parts)
-        tool, call, replacement = cleared(call, parts, {})
+        tool, call, replacement = cleared(call, parts, packet.get("decisions") or {})
         return finish(step, replacement if replacement is not None else await aexecute(tool, call))
 
     return RunnableCallable(node, anode, name="work", trace=False)
@@ -140,8 +175,20 @@ def dispatch(state: ReWOOState) -> list[Send] | str:
     steps = state.get("plan") or []
     ready = [s for s in steps if s["id"] not in evidence and all(d in evidence for d in s["deps"])]
     if ready:
-        return [Send("work", {"step": s, "evidence": evidence}) for s in ready]
+        decisions = state.get("decisions") or {}
+        return [Send("work", {"step": s, "evidence": evidence, "decisions": decisions}) for s in ready]
     return "solve"
+
+
+def after_plan(parts: AgentParts):
+    """Route a new plan: to approval first when one of its steps needs it, else straight to the work."""
+
+    def route(state: ReWOOState) -> list[Send] | str:
+        if not state.get("outcome") and not state["messages"][-1].parse_error and _awaiting_approval(state, parts):
+            return "approve_plan"
+        return dispatch(state)
+
+    return route
 
 
 def solve(parts: AgentParts) -> RunnableCallable:
@@ -171,12 +218,14 @@ def solve(parts: AgentParts) -> RunnableCallable:
 def build_graph(parts: AgentParts) -> StateGraph:
     graph = StateGraph(ReWOOState, context_schema=RunContext)
     graph.add_node("plan", plan(parts))
+    graph.add_node("approve_plan", approve_plan(parts))
     graph.add_node("work", work(parts))
     graph.add_node("join", join)
     graph.add_node("solve", solve(parts))
     graph.add_node("recover", recover(parts))
     graph.add_edge(START, "plan")
-    graph.add_conditional_edges("plan", dispatch, ["work", "recover", "solve", END])
+    graph.add_conditional_edges("plan", after_plan(parts), ["approve_plan", "work", "recover", "solve", END])
+    graph.add_conditional_edges("approve_plan", dispatch, ["work", "solve", END])
     graph.add_edge("recover", "plan")
     graph.add_edge("work", "join")
     graph.add_conditional_edges("join", dispatch, ["work", "solve", END])
