@@ -36,6 +36,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what OpenAI accepts as a functio
 _BUILTINS: dict[str, str] = {
     "calculator": "agentkit.tools.calculator:Calculator",
     "knowledge_base": "agentkit.tools.knowledge_base:KnowledgeBase",
+    "python_interpreter": "agentkit.tools.interpreter:PythonInterpreter",
 }
 _registered: dict[str, Factory] = {}
 
