@@ -32,7 +32,7 @@ def test_interpreter_actions_run_statefully_and_results_come_back_as_environment
     env = [m for m in result.messages if m.role == "environment"]
     assert [m.name for m in env] == ["interpreter"] * 3
     assert env[0].text == "(no output)" and env[1].text == "85"
-    assert "ZeroDivisionError" in env[2].text and env[2].meta.get("error") is None  # a code error is output
+    assert "ZeroDivisionError" in env[2].text and env[2].meta.get("error")  # counted as a failed call
     rendered = InternLM2Protocol().render(result.messages, tools=[interpreter.spec])
     assert "<|im_start|>system name=<|interpreter|>" in rendered
     assert "<|im_start|>environment name=<|interpreter|>\n85<|im_end|>" in rendered

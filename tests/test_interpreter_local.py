@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("ipykernel")
 
 from agentkit.messages import ImagePart  # noqa: E402
+from agentkit.toolspec import ToolError  # noqa: E402
 from agentkit.tools import load_tool  # noqa: E402
 from agentkit.tools.interpreter import InterpreterPool, KernelSession, PythonInterpreter, SandboxLimits  # noqa: E402
 from agentkit.tools.interpreter.kernel import trim_traceback, truncate  # noqa: E402
@@ -186,7 +187,8 @@ def test_the_tool_is_registered_stateful_and_closable():
     assert tool.invoke({"code": "```python\nanswer = 40 + 2\nprint(answer)\n```"}) == "42"
     assert tool.invoke({"code": "answer"}) == "42"
     tool.close()
-    assert "NameError" in tool.invoke({"code": "answer"})
+    with pytest.raises(ToolError, match="NameError"):
+        tool.invoke({"code": "answer"})
     tool.close()
 
 

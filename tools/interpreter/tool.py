@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from agentkit.errors import ConfigError
 from agentkit.messages import INTERPRETER_TOOL_NAME
-from agentkit.toolspec import ToolOutput
+from agentkit.toolspec import ToolError, ToolOutput
 from agentkit.tools.base import BaseTool
 
 Backend = Literal["auto", "local", "e2b"]
@@ -82,7 +82,10 @@ class PythonInterpreter(BaseTool):
         Args:
             code: the Python source to run, e.g. "import math\\nprint(math.comb(10, 3))".
         """
-        return self.run(_strip_fence(code)).content(self.max_output_chars)
+        result = self.run(_strip_fence(code))
+        if not result.ok:  # the model reads the same text either way; the run records the call as failed
+            raise ToolError(result.text(self.max_output_chars))
+        return result.content(self.max_output_chars)
 
     def close(self) -> None:
         """Free the kernel now; the next call starts a fresh session."""

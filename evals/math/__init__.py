@@ -1,0 +1,35 @@
+"""Code-interpreter math solving on GSM8K and MATH: loaders, answer checking, a concurrent runner, reports.
+
+Nothing heavy is imported here: sympy loads when an answer needs symbolic comparison, matplotlib when a chart
+is drawn, the model and the interpreter when a run starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Problem": "agentkit.evals.math.data",
+    "load_gsm8k": "agentkit.evals.math.data",
+    "load_math": "agentkit.evals.math.data",
+    "load_dataset": "agentkit.evals.math.data",
+    "extract_answer": "agentkit.evals.math.answers",
+    "is_equivalent": "agentkit.evals.math.answers",
+    "MathEvalConfig": "agentkit.evals.math.runner",
+    "ProblemResult": "agentkit.evals.math.runner",
+    "run_math_eval": "agentkit.evals.math.runner",
+    "MathReport": "agentkit.evals.math.report",
+    "summarize": "agentkit.evals.math.report",
+    "write_report": "agentkit.evals.math.report",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
