@@ -17,6 +17,7 @@ from hypothesis import given, settings, strategies as st
 
 from agentkit.messages import INTERPRETER_TOOL_NAME, Message, ToolCall
 from agentkit.protocols import _json
+from agentkit.protocols.autogpt import AutoGPTProtocol
 from agentkit.protocols.internlm2 import InternLM2Protocol
 from agentkit.protocols.openai_tools import OpenAIToolsProtocol, from_response
 from agentkit.protocols.react import ReActProtocol
@@ -66,6 +67,11 @@ HANDWRITTEN = {
         "Thought: done\nFinal Answer: 42",
         "Action: python_interpreter\nAction Input: ```python\nprint(1)\n```",
         "Action: search[Colorado]",
+    ],
+    "autogpt": [
+        '{"thoughts": {"text": "search", "plan": "- look"}, "command": {"name": "get_weather", "args": {"city": "Oslo"}}}',
+        "```json\n{'command': 'calculator', 'args': {'expression': '2+2',},}\n```",
+        '{"command": {"name": "finish", "args": {"response": "done"}}}',
     ],
     "openai_tools": [
         'Sure.\n<tool_call>\n{"name": "a", "arguments": {"x": 1}}\n</tool_call>\n<tool_call>\n{"name": "b", "arguments": {}}\n</tool_call>',
@@ -137,7 +143,8 @@ def check_message(message: Message, *, parts: bool = False) -> None:
     json.loads(message.model_dump_json())  # serialisable, as trajectories need
 
 
-@pytest.mark.parametrize("protocol", [InternLM2Protocol(), ReActProtocol(), OpenAIToolsProtocol()], ids=lambda p: p.name)
+@pytest.mark.parametrize("protocol", [InternLM2Protocol(), ReActProtocol(), OpenAIToolsProtocol(), AutoGPTProtocol()],
+                         ids=lambda p: p.name)
 def test_parser_survives_10000_mutated_outputs(protocol):
     calls = errors = 0
     for text in _outputs(protocol, seed=len(protocol.name)):  # fixed seeds: failures reproduce

@@ -1,6 +1,6 @@
 """Agent patterns, each one file declaring a LangGraph graph from the shared nodes in ``nodes.py``.
 
-``create_agent("react" | "internlm2", model, tools)`` binds the pattern's protocol to the model,
+``create_agent("react" | "internlm2" | "rewoo" | "autogpt", model, tools)`` binds the pattern's protocol to the model,
 compiles the graph with a checkpointer and returns an :class:`~agentkit.runtime.Agent`.
 """
 
@@ -28,6 +28,7 @@ AGENTS: dict[str, str] = {
     "react": "agentkit.agents.react",
     "internlm2": "agentkit.agents.internlm2",
     "rewoo": "agentkit.agents.rewoo",
+    "autogpt": "agentkit.agents.autogpt",
 }
 
 
@@ -68,7 +69,7 @@ def create_agent(
     """Build an agent.
 
     Args:
-        pattern: ``react`` or ``internlm2`` (see :data:`AGENTS`).
+        pattern: ``react``, ``internlm2``, ``rewoo`` or ``autogpt`` (see :data:`AGENTS`).
         model: a :class:`ChatModel` or a model spec such as ``embedded`` or ``hf:PATH``.
         tools: tools, or registered tool names (``["calculator"]`` or ``"calculator,..."``).
         protocol: the text protocol for completion models; defaults to the pattern's own.

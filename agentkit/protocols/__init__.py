@@ -8,7 +8,7 @@ from agentkit.protocols.base import Protocol
 __all__ = ["Protocol", "get_protocol", "PROTOCOLS"]
 
 #: Protocol names accepted by :func:`get_protocol` and the CLI.
-PROTOCOLS = ("internlm2", "react", "openai_tools")
+PROTOCOLS = ("internlm2", "react", "openai_tools", "autogpt")
 
 
 def get_protocol(name: str) -> Protocol:
@@ -25,4 +25,8 @@ def get_protocol(name: str) -> Protocol:
         from agentkit.protocols.openai_tools import OpenAIToolsProtocol
 
         return OpenAIToolsProtocol()
+    if name == "autogpt":
+        from agentkit.protocols.autogpt import AutoGPTProtocol
+
+        return AutoGPTProtocol()
     raise ConfigError(f"unknown protocol {name!r}: use one of {', '.join(PROTOCOLS)}")
