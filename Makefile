@@ -35,6 +35,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/runtime_overhead.py
 	$(BIN)/python bench/rewoo_parallel.py
+	$(BIN)/python bench/interpreter.py
+	$(BIN)/python bench/math_concurrency.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
