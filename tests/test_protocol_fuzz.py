@@ -183,5 +183,5 @@ def test_from_response_survives_random_replies():
 @settings(max_examples=500, deadline=None, database=None)
 @given(text=st.text(max_size=300))
 def test_any_text_parses_without_error(text):
-    for protocol in (InternLM2Protocol(), ReActProtocol(), OpenAIToolsProtocol()):
+    for protocol in (InternLM2Protocol(), ReActProtocol(), OpenAIToolsProtocol(), AutoGPTProtocol()):
         check_message(protocol.parse(text))
