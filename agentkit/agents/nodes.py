@@ -321,6 +321,17 @@ def run_tools(parts: AgentParts, kind: str | None = None, name: str = "run_tools
 
 # -- approve -------------------------------------------------------------------------------------
 
+def ask_for_decisions(pending: list[ToolCall], decided: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Interrupt listing ``pending``; on resume, ``decided`` plus a validated decision per call that got one."""
+    answer = interrupt({"pending": [c.model_dump() for c in pending]})
+    decisions = dict(decided or {})
+    for call in pending:
+        decision = answer.get(call.id) if isinstance(answer, dict) else None
+        if decision is not None:
+            decisions[call.id] = Decision.model_validate(decision).model_dump()
+    return decisions
+
+
 def approve(parts: AgentParts) -> RunnableCallable:
     """Pause the run (LangGraph ``interrupt``) until someone decides on each call that needs approval.
 
@@ -329,13 +340,7 @@ def approve(parts: AgentParts) -> RunnableCallable:
 
     def node(state: AgentState) -> dict[str, Any]:
         pending = [c for c in state["messages"][-1].tool_calls if parts.needs_approval(c)]
-        answer = interrupt({"pending": [c.model_dump() for c in pending]})
-        decisions = {}
-        for call in pending:
-            decision = answer.get(call.id) if isinstance(answer, dict) else None
-            if decision is not None:
-                decisions[call.id] = Decision.model_validate(decision).model_dump()
-        return {"decisions": decisions}
+        return {"decisions": ask_for_decisions(pending)}
 
     async def anode(state: AgentState) -> dict[str, Any]:
         return node(state)

@@ -17,12 +17,12 @@ from typing import Annotated, Any
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Send, interrupt
+from langgraph.types import Send
 
 from agentkit.agents.nodes import (
     AgentParts,
-    Decision,
     aexecute,
+    ask_for_decisions,
     after_reply,
     amodel_reply,
     budget_stop,
@@ -126,13 +126,7 @@ def approve_plan(parts: AgentParts) -> RunnableCallable:
         pending = _awaiting_approval(state, parts)
         if not pending:
             return {}
-        answer = interrupt({"pending": [c.model_dump() for c in pending]})
-        decisions = dict(state.get("decisions") or {})
-        for call in pending:
-            decision = answer.get(call.id) if isinstance(answer, dict) else None
-            if decision is not None:
-                decisions[call.id] = Decision.model_validate(decision).model_dump()
-        return {"decisions": decisions}
+        return {"decisions": ask_for_decisions(pending, state.get("decisions"))}
 
     async def anode(state: ReWOOState) -> dict[str, Any]:
         return node(state)

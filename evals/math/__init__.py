@@ -6,8 +6,8 @@ is drawn, the model and the interpreter when a run starts.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from agentkit._lazy import lazy_exports
+
 
 _EXPORTS = {
     "Problem": "agentkit.evals.math.data",
@@ -27,9 +27,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -5,8 +5,8 @@ Nothing heavy is imported here; jupyter_client and the E2B SDK load when a sessi
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from agentkit._lazy import lazy_exports
+
 
 _EXPORTS = {
     "PythonInterpreter": "agentkit.tools.interpreter.tool",
@@ -22,9 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
