@@ -5,9 +5,9 @@ inputs (the JSON Schema the model reads, and the validator its arguments go thro
 a :class:`~agentkit.toolspec.ToolSpec` for agents. Heavy state (a model, a database client) is made in ``setup()``,
 which runs once, on first use, so listing or describing tools stays cheap.
 
-Agents call :meth:`BaseTool.invoke` with the JSON arguments the model wrote. Whatever goes wrong there — a field of
-the wrong type, a missing argument, an exception, a timeout — becomes a :class:`~agentkit.toolspec.ToolError` whose
-text tells the model what to fix; the agent turns it into an ``environment`` message and carries on.
+Agents call :meth:`BaseTool.invoke` with the JSON arguments the model wrote. A field of the wrong type, a missing
+argument or a timeout becomes a :class:`~agentkit.toolspec.ToolError` whose text tells the model what to fix; other
+exceptions pass through. The agent turns either into an ``environment`` message and carries on.
 """
 
 from __future__ import annotations

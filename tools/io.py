@@ -242,7 +242,12 @@ class ImageIO(IOType):
 
     @property
     def size(self) -> tuple[int, int]:
-        """(width, height), read from the header without decoding the pixels."""
+        """(width, height); an image from a file or bytes is read from its header, without decoding the pixels."""
+        if self._obj is None:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(self.to_bytes())) as image:
+                return image.size
         return self.to_pil().size
 
     def to_part(self, directory: str | os.PathLike[str] | None = None) -> ContentPart:
