@@ -37,6 +37,14 @@ _BUILTINS: dict[str, str] = {
     "calculator": "agentkit.tools.calculator:Calculator",
     "knowledge_base": "agentkit.tools.knowledge_base:KnowledgeBase",
     "python_interpreter": "agentkit.tools.interpreter:PythonInterpreter",
+    "sympy": "agentkit.tools.symbolic:SymPyTool",
+    "web_search": "agentkit.tools.web_search:WebSearch",
+    "image_info": "agentkit.tools.image:ImageInfo",
+    "crop": "agentkit.tools.image:Crop",
+    "resize": "agentkit.tools.image:Resize",
+    "draw_boxes": "agentkit.tools.image:DrawBoxes",
+    "annotate": "agentkit.tools.image:Annotate",
+    "plot": "agentkit.tools.image:Plot",
 }
 _registered: dict[str, Factory] = {}
 
