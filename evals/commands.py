@@ -6,7 +6,7 @@ import typer
 
 from agentkit.commands import register_modules
 
-SUBMODULES = ("agentkit.evals.math.commands",)
+SUBMODULES = ("agentkit.evals.math.commands", "agentkit.evals.teval.commands")
 
 
 def register(app: typer.Typer) -> None:
