@@ -27,7 +27,7 @@ from agentkit.tools.base import BaseTool
 
 MAX_LENGTH = 500
 MAX_EXPRESSIONS = 10
-MAX_DIGITS = 10_000
+MAX_DIGITS = 4_000  # Python refuses to print integers over 4300 digits
 MAX_FACTORIAL = 5_000
 MAX_DIFF_ORDER = 50
 MAX_SERIES_ORDER = 30
@@ -398,6 +398,30 @@ def _check_code(code: str, shown: str, global_dict: dict[str, Any], local_dict: 
     return tree
 
 
+def _lgamma_value(x: float) -> float:
+    return math.exp(math.lgamma(x)) if x > 0 else math.gamma(x)
+
+
+# Float stand-ins for the functions a model may call, to bound constant subexpressions (``6^(608!)``).
+_ESTIMATES: dict[str, Any] = {
+    **{name: getattr(math, target) for name, target in {
+        "sin": "sin", "cos": "cos", "tan": "tan", "asin": "asin", "acos": "acos", "atan": "atan",
+        "arcsin": "asin", "arccos": "acos", "arctan": "atan", "atan2": "atan2", "sinh": "sinh", "cosh": "cosh",
+        "tanh": "tanh", "asinh": "asinh", "acosh": "acosh", "atanh": "atanh", "exp": "exp", "sqrt": "sqrt",
+        "floor": "floor", "ceiling": "ceil", "ceil": "ceil", "erf": "erf",
+    }.items()},
+    "gcd": lambda a, b: math.gcd(int(a), int(b)), "lcm": lambda a, b: math.lcm(int(a), int(b)),
+    "cot": lambda x: 1 / math.tan(x), "sec": lambda x: 1 / math.cos(x), "csc": lambda x: 1 / math.sin(x),
+    "acot": lambda x: math.atan(1 / x), "log": lambda x, base=math.e: math.log(x, base), "ln": math.log,
+    "log10": math.log10, "log2": math.log2, "cbrt": lambda x: math.copysign(abs(x) ** (1 / 3), x),
+    "root": lambda x, n: abs(x) ** (1 / n), "Abs": abs, "abs": abs, "sign": lambda x: math.copysign(1, x),
+    "factorial": lambda n: _lgamma_value(n + 1), "gamma": _lgamma_value,
+    "binomial": lambda n, k: _lgamma_value(n + 1) / (_lgamma_value(k + 1) * _lgamma_value(n - k + 1)),
+    "re": lambda x: x, "im": lambda x: 0.0, "conjugate": lambda x: x, "arg": lambda x: 0.0 if x >= 0 else math.pi,
+    "Min": min, "min": min, "Max": max, "max": max, "Mod": lambda x, y: abs(y), "Heaviside": lambda x: 1.0,
+}
+
+
 def _check_sizes(node: ast.AST, shown: str) -> float | None:
     """Refuse numbers too big to compute (``10^10^10``, ``factorial(10^6)``) before SymPy tries.
 
@@ -412,7 +436,17 @@ def _check_sizes(node: ast.AST, shown: str) -> float | None:
         if node.func.id in ("factorial", "gamma", "binomial") and args and args[0] is not None \
                 and not abs(args[0]) <= MAX_FACTORIAL:
             raise ToolError(f"the {node.func.id} in {shown!r} is too large (arguments up to {MAX_FACTORIAL})")
-        return None
+        if node.func.id == "Symbol" or not args or any(a is None for a in args):
+            return None
+        estimate = _ESTIMATES.get(node.func.id)
+        if estimate is None:  # a function of numbers we cannot bound: assume the worst
+            return math.inf
+        try:
+            return float(estimate(*args))
+        except OverflowError:
+            return math.inf
+        except (ValueError, TypeError, ZeroDivisionError):  # complex or undefined: SymPy keeps it symbolic
+            return None
     if isinstance(node, ast.Name):
         return {"pi": math.pi, "E": math.e, "e": math.e}.get(node.id)
     if isinstance(node, ast.UnaryOp):
@@ -444,7 +478,7 @@ def _check_sizes(node: ast.AST, shown: str) -> float | None:
                 return left / right if right else None
             if isinstance(node.op, ast.Pow):
                 return float(abs(left) ** right) if abs(left) > 0 else 0.0
-            return None
+            return abs(right)  # Mod: the remainder is smaller than the divisor
         except (OverflowError, ZeroDivisionError, ValueError):
             return math.inf
     return None
@@ -580,6 +614,10 @@ def run_operation(operation: str, exprs: list[Any], variable: str | None, point:
                         "or another operation") from None
     except (RecursionError, MemoryError):
         raise ToolError(f"{operation} ran out of resources on this input: try a smaller one") from None
+    except ValueError as exc:
+        if "digits" in str(exc):  # Python's limit on printing huge integers
+            raise ToolError(f"the result of {operation} is too large to show (thousands of digits)") from None
+        raise ToolError(f"sympy could not {operation} this: {exc}") from None
     except Exception as exc:
         raise ToolError(f"sympy could not {operation} this: {type(exc).__name__}: {exc}") from None
     raise ToolError(f"unknown operation {operation!r}: use one of {', '.join(OPERATIONS)}")
