@@ -120,8 +120,11 @@ class Agent:
             raise ConfigError("thread_id needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
         return thread_id
 
-    def _context(self, stream_tokens: bool = False) -> RunContext:
-        return RunContext(deadline=time.monotonic() + self.parts.budget.max_seconds, stream_tokens=stream_tokens)
+    def _context(self, stream_tokens: bool = False, extra: dict[str, Any] | None = None) -> RunContext:
+        if extra is not None and not isinstance(extra, dict):
+            raise ConfigError(f"context must be a dict such as {{'customer_id': 3}}, got {type(extra).__name__}")
+        return RunContext(deadline=time.monotonic() + self.parts.budget.max_seconds, stream_tokens=stream_tokens,
+                          extra=dict(extra or {}))
 
     def _span(self, thread_id: str | None):
         return tracing.agent_span(self.pattern, thread_id, model_name(self.parts.model))
@@ -192,12 +195,17 @@ class Agent:
         return result
 
     # -- sync API ------------------------------------------------------------------------------------
-    def run(self, input: AgentInput, thread_id: str | None = None) -> RunResult:
-        """Run until an answer or a budget stops it. With a thread id, the run continues that thread."""
+    def run(self, input: AgentInput, thread_id: str | None = None, *, context: dict[str, Any] | None = None
+            ) -> RunResult:
+        """Run until an answer or a budget stops it. With a thread id, the run continues that thread.
+
+        ``context`` is per-invocation data for tools (see :func:`agentkit.agents.state.run_context`), such as
+        the signed-in user; it is not checkpointed, so pass it again to :meth:`resume`."""
         started = time.perf_counter()
         thread_id = self._thread(thread_id)
         with self._span(thread_id) as span:
-            values = self.graph.invoke(self._start(input), self._config(thread_id), context=self._context())
+            values = self.graph.invoke(self._start(input), self._config(thread_id),
+                                       context=self._context(extra=context))
             return self._traced(span, self._result(values, thread_id, started))
 
     def pending(self, thread_id: str) -> list[ToolCall]:
@@ -205,7 +213,8 @@ class Agent:
         state = self._state(thread_id)
         return [ToolCall.model_validate(c) for i in state.interrupts for c in (i.value or {}).get("pending", [])]
 
-    def resume(self, thread_id: str, decision: DecisionInput | dict[str, DecisionInput] | None = None) -> RunResult:
+    def resume(self, thread_id: str, decision: DecisionInput | dict[str, DecisionInput] | None = None, *,
+               context: dict[str, Any] | None = None) -> RunResult:
         """Continue ``thread_id``: after a crash from its last checkpoint, or after an approval interrupt with
         ``decision`` (``"approve"``, ``"reject"``, a :class:`Decision`, or a dict of them by call id).
 
@@ -217,7 +226,8 @@ class Agent:
         if not state.next and not state.values:
             raise ConfigError(f"thread {thread_id!r} has no checkpoints: start it with run(input, thread_id=...)")
         with self._span(thread_id) as span:
-            values = self.graph.invoke(payload, config, context=self._context()) if state.next else state.values
+            values = (self.graph.invoke(payload, config, context=self._context(extra=context)) if state.next
+                      else state.values)
             return self._traced(span, self._result(values, thread_id, started))
 
     def _state(self, thread_id: str):
@@ -234,11 +244,12 @@ class Agent:
             raise ConfigError("nothing is waiting for a decision in this thread: call resume(thread_id) without one")
         return Command(resume=_decisions(decision, pending))
 
-    def stream(self, input: AgentInput | None, thread_id: str | None = None) -> Iterator[AgentEvent]:
+    def stream(self, input: AgentInput | None, thread_id: str | None = None, *,
+               context: dict[str, Any] | None = None) -> Iterator[AgentEvent]:
         """Yield model tokens and finished steps as they happen, then the result.
 
         ``input=None`` continues an interrupted run of ``thread_id``, like :meth:`resume`."""
-        run = _StreamedRun(self, input, thread_id)
+        run = _StreamedRun(self, input, thread_id, context)
         with self._span(run.thread_id) as span:
             for mode, chunk in self.graph.stream(*run.args, **run.kwargs):
                 if event := run.feed(mode, chunk):
@@ -254,15 +265,17 @@ class Agent:
         return list(self.graph.get_state(self._config(thread_id)).values.get("messages", []))
 
     # -- async API -----------------------------------------------------------------------------------
-    async def arun(self, input: AgentInput, thread_id: str | None = None) -> RunResult:
+    async def arun(self, input: AgentInput, thread_id: str | None = None, *,
+                   context: dict[str, Any] | None = None) -> RunResult:
         started = time.perf_counter()
         thread_id = self._thread(thread_id)
         with self._span(thread_id) as span:
-            values = await self.graph.ainvoke(self._start(input), self._config(thread_id), context=self._context())
+            values = await self.graph.ainvoke(self._start(input), self._config(thread_id),
+                                              context=self._context(extra=context))
             return self._traced(span, self._result(values, thread_id, started))
 
-    async def aresume(self, thread_id: str, decision: DecisionInput | dict[str, DecisionInput] | None = None
-                      ) -> RunResult:
+    async def aresume(self, thread_id: str, decision: DecisionInput | dict[str, DecisionInput] | None = None, *,
+                      context: dict[str, Any] | None = None) -> RunResult:
         started = time.perf_counter()
         config = self._config(thread_id)
         if self.checkpointer is None:
@@ -270,11 +283,13 @@ class Agent:
         state = await self.graph.aget_state(config)
         payload = self._resume_payload(state, decision)
         with self._span(thread_id) as span:
-            values = await self.graph.ainvoke(payload, config, context=self._context()) if state.next else state.values
+            values = (await self.graph.ainvoke(payload, config, context=self._context(extra=context)) if state.next
+                      else state.values)
             return self._traced(span, self._result(values, thread_id, started))
 
-    async def astream(self, input: AgentInput | None, thread_id: str | None = None) -> AsyncIterator[AgentEvent]:
-        run = _StreamedRun(self, input, thread_id)
+    async def astream(self, input: AgentInput | None, thread_id: str | None = None, *,
+                      context: dict[str, Any] | None = None) -> AsyncIterator[AgentEvent]:
+        run = _StreamedRun(self, input, thread_id, context)
         with self._span(run.thread_id) as span:
             async for mode, chunk in self.graph.astream(*run.args, **run.kwargs):
                 if event := run.feed(mode, chunk):
@@ -290,12 +305,13 @@ class Agent:
 class _StreamedRun:
     """One streamed run: the graph's arguments, the events its chunks become, and the final result."""
 
-    def __init__(self, agent: Agent, input: AgentInput | None, thread_id: str | None):
+    def __init__(self, agent: Agent, input: AgentInput | None, thread_id: str | None,
+                 context: dict[str, Any] | None = None):
         self.agent, self.started = agent, time.perf_counter()
         self.thread_id = agent._thread(thread_id)
         payload = None if input is None else agent._start(input)
         self.args = (payload, agent._config(self.thread_id))
-        self.kwargs = {"context": agent._context(True), "stream_mode": ["custom", "updates", "values"]}
+        self.kwargs = {"context": agent._context(True, context), "stream_mode": ["custom", "updates", "values"]}
         self.values: dict[str, Any] = {}
 
     def feed(self, mode: str, chunk: Any) -> AgentEvent | None:

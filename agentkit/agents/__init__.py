@@ -15,6 +15,7 @@ from agentkit.budgets import Budget
 from agentkit.checkpoint import CheckpointerSpec, resolve_checkpointer
 from agentkit.errors import ConfigError
 from agentkit.llm import ChatModel, GenerationConfig
+from agentkit.memory import History, as_history
 from agentkit.protocols import Protocol, get_protocol
 from agentkit.toolspec import Tool
 
@@ -65,6 +66,7 @@ def create_agent(
     generation: GenerationConfig | dict[str, Any] | None = None,
     checkpointer: CheckpointerSpec = "sqlite",
     trajectory_path: str | Path | None = None,
+    history: History | int | None = None,
 ) -> Agent:
     """Build an agent.
 
@@ -76,6 +78,8 @@ def create_agent(
         budget: run limits (steps, tokens, seconds, repeated calls, parse retries).
         checkpointer: ``"sqlite"`` (a file in the user data dir), ``"memory"``, ``None``, a path or a saver.
         trajectory_path: a JSONL file each finished run appends its trajectory record to.
+        history: bound what the model sees of a long thread: a token budget or a :class:`~agentkit.memory.History`
+            (trim or summarise the oldest turns); the thread itself keeps every message.
     """
     from agentkit.agents.nodes import AgentParts
     from agentkit.runtime import Agent
@@ -103,6 +107,7 @@ def create_agent(
         budget=budget or Budget(),
         generation=generation or GenerationConfig(),
         system_prompt=system_prompt,
+        history=as_history(history, model),
     )
     return Agent(parts, module.build_graph(parts), checkpointer=resolve_checkpointer(checkpointer),
                  trajectory_path=trajectory_path)

@@ -15,7 +15,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.graph import END
@@ -44,6 +44,7 @@ class AgentParts:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     system_prompt: str | None = None
     max_parallel_tools: int = 16
+    history: Callable[[list[Message]], list[Message]] | None = None  # bounds the prompt (agentkit.memory.History)
 
     @property
     def specs(self) -> list[ToolSpec]:
@@ -87,8 +88,8 @@ def budget_stop(state: AgentState, parts: AgentParts, context: RunContext) -> st
 def _prompt(state: AgentState, parts: AgentParts) -> list[Message]:
     messages = state["messages"]
     if parts.system_prompt and not (messages and messages[0].role == "system"):
-        return [Message.system(parts.system_prompt), *messages]
-    return messages
+        messages = [Message.system(parts.system_prompt), *messages]
+    return parts.history(messages) if parts.history is not None else messages
 
 
 def generation_config(state: AgentState, parts: AgentParts) -> GenerationConfig:

@@ -38,8 +38,25 @@ class AgentState(TypedDict, total=False):
 
 @dataclass
 class RunContext:
-    """What one invocation (run or resume) brings that is not state: its deadline and streaming wish."""
+    """What one invocation (run or resume) brings that is not state: its deadline, streaming wish, and
+    ``extra`` — what the caller passed as ``context=`` (who the run acts for, say). Never checkpointed and
+    never shown to the model, so a model cannot change it and every invocation must bring it again."""
 
     deadline: float = field(default_factory=lambda: time.monotonic() + 300.0)
     stream_tokens: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_context() -> RunContext | None:
+    """The context of the run the caller executes in (a node, or a tool a node runs), else ``None``.
+
+    How a tool learns per-run facts the model must not choose, such as the signed-in customer. LangGraph keeps
+    it in a context variable, so it reaches tools run inline, in the parallel tool pool and in asyncio threads,
+    but not threads a tool starts itself."""
+    from langgraph.runtime import get_runtime
+
+    try:
+        context = get_runtime().context
+    except (RuntimeError, KeyError, AttributeError):
+        return None
+    return context if isinstance(context, RunContext) else None
