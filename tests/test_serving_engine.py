@@ -1,0 +1,399 @@
+"""The continuous-batching engine on a tiny random-init Llama with the SmolLM2 tokenizer.
+
+Exact-text comparisons run in fp32: bf16 greedy output depends on the batch's shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from agentkit.errors import ConfigError
+from agentkit.llm import Completion, CompletionModel, GenerationConfig
+from agentkit.messages import Message
+from agentkit.models.hf import HFModel
+from agentkit.models.serving.engine import (
+    Engine,
+    EngineClosed,
+    EngineConfig,
+    EngineModel,
+    QueueFull,
+    SamplingParams,
+    resolve_dtype,
+)
+from agentkit.protocols.base import Protocol
+
+ACTION_END = "<|action_end|>"
+PROMPTS = [
+    "Hello there, how are you today?",
+    "a",
+    "The quick brown fox jumps over the lazy dog, then keeps running towards the river bank.",
+    "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n",
+    "one two three four five six seven",
+    "Zebra crossing",
+]
+
+
+class ChatML(Protocol):
+    """Plain ChatML, no tools."""
+
+    name = "chatml"
+    stop_words = ["<|im_end|>"]  # noqa: RUF012 - the Protocol base declares it a plain class attribute
+
+    def render(self, messages, tools=None, interpreter=False):
+        return "".join(f"<|im_start|>{m.role}\n{m.text}<|im_end|>\n" for m in messages) + "<|im_start|>assistant\n"
+
+    def parse(self, text):
+        return Message.assistant(text)
+
+
+def load_tokenizer():
+    """The SmolLM2 tokenizer (from the converted cache when present, else from the GGUF) plus InternLM2 action tokens."""
+    from agentkit.models import embedded
+
+    try:
+        gguf = embedded.embedded_gguf_path()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    cached = embedded.embedded_cache_dir()
+    if (cached / "tokenizer.json").is_file():
+        tokenizer = transformers.AutoTokenizer.from_pretrained(cached)
+    else:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|action_start|>", ACTION_END, "<|plugin|>"]})
+    return tokenizer
+
+
+def tiny_llama(tokenizer, seed: int = 0):
+    """Two layers, hidden 64, tied embeddings, peaked logits (greedy choices far from ties)."""
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True, initializer_range=0.5,
+    )
+    torch.manual_seed(seed)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def swap_tokens(model, a: int, b: int):
+    """A copy whose tokens ``a`` and ``b`` trade places (tied embeddings: in and out), so it writes ``b`` where
+    the original writes ``a`` and continues exactly as the original would have."""
+    swapped = copy.deepcopy(model)
+    with torch.no_grad():
+        weight = swapped.get_input_embeddings().weight
+        weight[[a, b]] = weight[[b, a]]
+    return swapped
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matmuls gain nothing from a second thread, and lose badly when another process holds the other core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return tiny_llama(tokenizer)
+
+
+def make_engine(model, tokenizer, **overrides) -> Engine:
+    settings = {"dtype": "float32", "max_batch_size": 4, "max_queue": 16, "max_new_tokens": 24, **overrides}
+    return Engine(model, tokenizer, EngineConfig(**settings))
+
+
+@pytest.fixture
+def engine(model, tokenizer) -> Engine:
+    return make_engine(model, tokenizer)
+
+
+def one_at_a_time(model, tokenizer, prompt: str, n: int, **config) -> Completion:
+    """transformers ``generate`` on the prompt alone: the reference output."""
+    reference = HFModel(copy.deepcopy(model), tokenizer, protocol=ChatML())
+    return reference.complete([prompt], GenerationConfig(max_new_tokens=n, **config))[0]
+
+
+def drive(engine: Engine, arrivals: dict[int, list[tuple[str, SamplingParams]]]):
+    """Step the engine on this thread, submitting requests at the given step numbers; returns the handles."""
+    handles, step, widest = [], 0, 0
+    while arrivals or engine.has_work:
+        for prompt, params in arrivals.pop(step, []):
+            handles.append(engine.submit(prompt, params))
+        engine.step()
+        widest = max(widest, engine.num_running)
+        step += 1
+    return handles, widest
+
+
+def test_staggered_joins_equal_one_at_a_time_greedy(engine, model, tokenizer):
+    lengths = [20, 7, 33, 12, 25, 16]
+    arrivals = {0: [0, 1], 3: [2], 5: [3, 4], 6: [5]}  # 6 requests, at most 4 rows: some wait in the queue
+    schedule = {step: [(PROMPTS[i], SamplingParams(max_tokens=lengths[i])) for i in ids]
+                for step, ids in arrivals.items()}
+    handles, widest = drive(engine, schedule)
+    assert widest == 4
+    order = [i for ids in arrivals.values() for i in ids]
+    for i, handle in zip(order, handles):
+        got, want = handle.result(), one_at_a_time(model, tokenizer, PROMPTS[i], lengths[i])
+        assert got.text == want.text, f"prompt {i}"
+        assert got.completion_tokens == want.completion_tokens
+        assert got.meta["finish_reason"] == want.meta["finish_reason"] == "length"
+        assert got.prompt_tokens == len(engine.encode(PROMPTS[i]))
+        assert "".join(handle.poll()) == got.text
+    assert engine.num_running == 0 and engine._cache is None
+
+
+def test_rows_leaving_mid_batch_keep_the_others_exact(engine, model, tokenizer):
+    """Short requests finish and leave while long ones run on; the long ones' text must not change."""
+    params = [SamplingParams(max_tokens=n) for n in (3, 30, 5, 30)]
+    handles, _ = drive(engine, {0: list(zip(PROMPTS[2:6], params))})
+    for prompt, p, handle in zip(PROMPTS[2:6], params, handles):
+        assert handle.result().text == one_at_a_time(model, tokenizer, prompt, p.max_tokens).text
+
+
+def test_stop_string_cuts_the_text(engine, model, tokenizer):
+    full = one_at_a_time(model, tokenizer, PROMPTS[0], 24).text
+    stop = full[8:12]
+    want = full[:full.index(stop)]
+    handles, _ = drive(engine, {0: [(PROMPTS[0], SamplingParams(max_tokens=24, stop=[stop])),
+                                    (PROMPTS[1], SamplingParams(max_tokens=24))]})
+    got = handles[0].result()
+    assert got.text == want and got.meta["finish_reason"] == "stop"
+    assert "".join(handles[0].poll()) == want
+    assert handles[1].result().meta["finish_reason"] == "length"
+
+
+def test_special_token_stop_and_eos(model, tokenizer):
+    """``<|action_end|>`` is matched in the decoded text; the end-of-sequence token ends a request unseen."""
+    prompt_ids = tokenizer(PROMPTS[0])["input_ids"]
+    ids = model.generate(torch.tensor([prompt_ids]), max_new_tokens=24, do_sample=False)[0, len(prompt_ids):].tolist()
+    # a token the model writes (not first, not in the prompt) becomes <|action_end|> wherever it appears
+    target = next(t for i, t in enumerate(ids) if i >= 3 and t not in prompt_ids and t not in ids[:i])
+    action_end = tokenizer.convert_tokens_to_ids(ACTION_END)
+    swapped = swap_tokens(model, target, action_end)
+    unstopped = one_at_a_time(swapped, tokenizer, PROMPTS[0], 24).text
+    assert ACTION_END in unstopped
+
+    engine = make_engine(swapped, tokenizer)
+    handles, _ = drive(engine, {0: [(PROMPTS[0], SamplingParams(max_tokens=24, stop=[ACTION_END])),
+                                    (PROMPTS[0], SamplingParams(max_tokens=24))]})
+    stopped, free = handles[0].result(), handles[1].result()
+    assert stopped.text == unstopped[:unstopped.index(ACTION_END)]
+    assert stopped.meta["finish_reason"] == "stop"
+    assert free.text == unstopped
+    assert not any(ACTION_END[:5] in d for d in handles[0].poll())
+
+    eos = tokenizer.eos_token_id
+    ends = make_engine(swap_tokens(model, target, eos), tokenizer)
+    handles, _ = drive(ends, {0: [(PROMPTS[0], SamplingParams(max_tokens=24))]})
+    done = handles[0].result()
+    assert done.meta["finish_reason"] == "stop"
+    assert tokenizer.eos_token not in done.text
+    assert done.completion_tokens == ids.index(target) + 1  # the end token counts as generated
+
+
+def test_max_tokens_and_context_limit(engine, tokenizer):
+    handles, _ = drive(engine, {0: [(PROMPTS[0], SamplingParams(max_tokens=5)), (PROMPTS[1], SamplingParams())]})
+    assert handles[0].result().completion_tokens == 5
+    assert handles[1].result().completion_tokens == 24  # the engine's max_new_tokens
+    assert {h.result().meta["finish_reason"] for h in handles} == {"length"}
+    near_limit = [tokenizer.bos_token_id] + [42] * 250  # 251 of 256 positions
+    handle = engine.submit(near_limit, SamplingParams(max_tokens=100))
+    assert engine.wait(handle).completion_tokens == 5
+    with pytest.raises(ValueError, match="reads at most 256"):
+        engine.submit([42] * 256)
+    with pytest.raises(ValueError, match="empty"):
+        engine.submit([])
+
+
+def test_seeded_sampling_is_reproducible_in_any_batch(engine):
+    def sample(seed, company: int, top_p: float = 1.0) -> str:
+        params = SamplingParams(max_tokens=16, temperature=1.5, top_p=top_p, seed=seed)
+        others = [(p, SamplingParams(max_tokens=10)) for p in PROMPTS[1:1 + company]]
+        handles, _ = drive(engine, {0: others[:1] + [(PROMPTS[0], params)], 2: others[1:]})
+        return handles[min(company, 1)].result().text
+
+    alone = sample(7, 0)
+    assert sample(7, 3) == alone
+    assert sample(8, 0) != alone
+    nucleus = sample(7, 0, top_p=0.5)
+    assert sample(7, 2, top_p=0.5) == nucleus
+    greedy = drive(engine, {0: [(PROMPTS[0], SamplingParams(max_tokens=16))]})[0][0].result().text
+    tiny_p = drive(engine, {0: [(PROMPTS[0], SamplingParams(max_tokens=16, temperature=1.0, top_p=1e-6, seed=1))]})
+    assert tiny_p[0][0].result().text == greedy  # top_p that keeps one token is greedy
+
+
+def test_queue_full(model, tokenizer):
+    engine = make_engine(model, tokenizer, max_queue=2, max_batch_size=1)
+    engine.submit("a")
+    engine.submit("b")
+    with pytest.raises(QueueFull, match="max_queue=2"):
+        engine.submit("c")
+    engine.step()  # one joins the batch, freeing a queue slot
+    engine.submit("c")
+    with pytest.raises(QueueFull):
+        engine.submit("d")
+    results = engine.generate(["d", "e"])  # waits out the full queue by stepping
+    assert [r.completion_tokens for r in results] == [24, 24]
+
+
+def test_streamed_deltas_concatenate_to_the_text(model, tokenizer):
+    engine = make_engine(model, tokenizer)
+    stop = one_at_a_time(model, tokenizer, PROMPTS[3], 24).text[10:13]
+    handles = [engine.submit(p, SamplingParams(max_tokens=20, stop=[stop])) for p in PROMPTS[2:5]]
+    seen: dict[int, list[str]] = {}
+
+    def read(i, handle):
+        seen[i] = list(handle)  # blocks until the request ends
+
+    readers = [threading.Thread(target=read, args=(i, h)) for i, h in enumerate(handles)]
+    for t in readers:
+        t.start()
+    while engine.has_work:
+        engine.step()
+    for t in readers:
+        t.join(5)
+    for i, handle in enumerate(handles):
+        assert "".join(seen[i]) == handle.result().text
+        assert len(seen[i]) > 1 or handle.result().completion_tokens <= 2
+
+
+def test_run_forever_serves_submitters_on_other_threads(model, tokenizer):
+    engine = make_engine(model, tokenizer)
+    loop = threading.Thread(target=engine.run_forever, kwargs={"idle_wait_s": 0.05})
+    loop.start()
+    try:
+        results: dict[int, Completion] = {}
+
+        def client(i):
+            results[i] = engine.submit(PROMPTS[i], SamplingParams(max_tokens=12)).result(timeout=30)
+
+        clients = [threading.Thread(target=client, args=(i,)) for i in range(len(PROMPTS))]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(30)
+        assert engine.driven_elsewhere
+        assert EngineModel(engine, ChatML()).complete(["a"], GenerationConfig(max_new_tokens=3))[0].completion_tokens == 3
+        for i, prompt in enumerate(PROMPTS):
+            assert results[i].text == one_at_a_time(model, tokenizer, prompt, 12).text
+    finally:
+        engine.shutdown()
+        loop.join(10)
+    assert not loop.is_alive()
+    with pytest.raises(EngineClosed):
+        engine.submit("a")
+
+
+def test_shutdown_fails_pending_requests(engine):
+    handle = engine.submit("a")
+    engine.shutdown()
+    with pytest.raises(EngineClosed):
+        handle.result(timeout=1)
+
+
+def test_cancel_frees_the_row(engine):
+    keep = engine.submit(PROMPTS[0], SamplingParams(max_tokens=20))
+    drop = engine.submit(PROMPTS[1], SamplingParams(max_tokens=20))
+    engine.step()
+    engine.step()
+    drop.cancel()
+    engine.step()
+    assert engine.num_running == 1
+    assert drop.result().meta["finish_reason"] == "cancelled"
+    assert engine.wait(keep).completion_tokens == 20
+
+
+def test_a_failing_step_fails_its_requests_and_the_engine_goes_on(model, tokenizer):
+    engine = make_engine(model, tokenizer)
+    loop = threading.Thread(target=engine.run_forever, kwargs={"idle_wait_s": 0.05})
+    loop.start()
+    forward = engine.model.forward
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("simulated kernel failure")
+        return forward(*args, **kwargs)
+
+    engine.model.forward = flaky
+    try:
+        with pytest.raises(RuntimeError, match="simulated"):
+            engine.submit(PROMPTS[0], SamplingParams(max_tokens=4)).result(timeout=30)
+        assert engine.submit(PROMPTS[0], SamplingParams(max_tokens=4)).result(timeout=30).completion_tokens == 4
+        assert engine.metrics.requests.value(finish_reason="error") == 1
+    finally:
+        del engine.model.forward
+        engine.shutdown()
+        loop.join(10)
+
+
+def test_engine_model_is_a_completion_model(engine, model, tokenizer):
+    chat = EngineModel(engine, ChatML())
+    assert isinstance(chat, CompletionModel)
+    messages = [Message.user("Say hi")]
+    config = GenerationConfig(max_new_tokens=10)
+    reply = chat.generate(messages, config=config)
+    want = one_at_a_time(model, tokenizer, ChatML().render(messages), 10, stop=["<|im_end|>"])
+    assert reply.text == want.text and reply.usage.completion_tokens == want.completion_tokens
+    assert reply.meta["finish_reason"] == want.meta["finish_reason"]
+    assert [m.text for m in chat.batch([messages, messages], config=config)] == [want.text, want.text]
+    chunks = list(chat.stream(messages, config=config))
+    assert "".join(c.delta for c in chunks) == want.text and chunks[-1].message.text == want.text
+
+    async def run_async():
+        whole = await chat.agenerate(messages, config=config)
+        pieces = [c async for c in chat.astream(messages, config=config)]
+        return whole, pieces
+
+    whole, pieces = asyncio.run(run_async())
+    assert whole.text == want.text
+    assert "".join(c.delta for c in pieces) == want.text and pieces[-1].message.text == want.text
+
+
+def test_configs_are_validated():
+    with pytest.raises(ConfigError, match="max_batch_size"):
+        EngineConfig(max_batch_size=0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(top_p=0)
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingParams(temperature=-1)
+    assert resolve_dtype("float32") is torch.float32
+    assert resolve_dtype("auto") in (torch.bfloat16, torch.float32)
+    with pytest.raises(ConfigError, match="unknown dtype"):
+        resolve_dtype("int3")
+    with pytest.raises(ConfigError, match="embedded"):
+        Engine.from_spec("scripted:x.jsonl")
+
+
+def test_from_spec_loads_a_checkpoint_directory(model, tokenizer, tmp_path):
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    engine = Engine.from_spec(f"hf:{tmp_path}", EngineConfig(dtype="float32", max_new_tokens=6, threads=1))
+    assert engine.model.dtype is torch.float32
+    assert engine.model_name == f"hf:{tmp_path}"
+    result = engine.generate([PROMPTS[0]])[0]
+    assert result.text == one_at_a_time(model, tokenizer, PROMPTS[0], 6).text
+
+
+@pytest.mark.slow
+def test_embedded_model_batches_in_bf16():
+    engine = Engine.from_spec("embedded", EngineConfig(dtype="bfloat16", max_new_tokens=16))
+    prompts = [f"<|im_start|>user\nName a colour, number {i}.<|im_end|>\n<|im_start|>assistant\n" for i in range(8)]
+    results = engine.generate(prompts)
+    assert all(r.completion_tokens >= 1 and r.text.strip() for r in results)
