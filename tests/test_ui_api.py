@@ -47,6 +47,8 @@ def script(messages: list[Message]) -> Message | str:
     """Answers from what was asked: a refund (needs approval), a drawing (an image), a CSV (the interpreter)."""
     question = [m for m in messages if m.role == "user"][-1].text.lower()
     last = messages[-1]
+    if last.role == "environment" and last.meta.get("tool_name") == "draw_square":
+        return Message.assistant("Here is a red square, 48 pixels wide.")
     if last.role == "environment":
         return Message.assistant(f"Done. The tool said: {last.text.strip()}")
     if "refund" in question:

@@ -89,30 +89,37 @@ class Turn {
   }
 }
 
+// A small grey label before the text: the page needs no icon font.
+function labelled(label, text) {
+  const line = el("div");
+  line.append(el("span", "label", label), document.createTextNode(" " + text));
+  return line;
+}
+
 function renderStep(message) {
   if (message.role === "assistant") {
     const step = el("div", "step call");
     if (message.parse_error) {
       step.className = "step failed";
-      step.append(el("div", null, `⚠ unparseable reply: ${message.parse_error}`));
+      step.append(labelled("unparseable reply", message.parse_error));
       if (message.text) step.append(el("pre", null, message.text));
       return step;
     }
-    if (message.text.trim()) step.append(el("div", null, `💭 ${message.text.trim()}`));
+    if (message.text.trim()) step.append(labelled("thought", message.text.trim()));
     for (const call of message.tool_calls) {
       if (call.kind === "interpreter" && call.arguments.code !== undefined) {
-        step.append(el("div", null, `🐍 ${call.name}`), el("pre", null, call.arguments.code));
+        step.append(labelled("code", call.name), el("pre", null, call.arguments.code));
       } else {
-        step.append(el("div", null, `🛠 ${call.name}`), el("pre", null, JSON.stringify(call.arguments, null, 1)));
+        step.append(labelled("call", call.name), el("pre", null, JSON.stringify(call.arguments, null, 1)));
       }
     }
     return step;
   }
   if (message.role === "environment") {
     const step = el("div", message.error ? "step failed" : "step result");
-    step.append(el("div", null, `${message.error ? "✗" : "→"} ${message.tool_name || "result"}`));
+    step.append(labelled(message.error ? "failed" : "result", message.tool_name || ""));
     if (message.text) step.append(el("pre", null, message.text));
-    for (const name of message.files || []) step.append(el("div", null, `📄 ${name}`));
+    for (const name of message.files || []) step.append(labelled("file", name));
     return step;
   }
   return null;
@@ -266,7 +273,7 @@ function showApproval(pending, turn) {
   const card = el("div", "approval");
   card.append(el("h3", null, pending.length === 1 ? "The agent asks to run a tool" : "The agent asks to run tools"));
   for (const call of pending) {
-    card.append(el("div", null, `🛠 ${call.name}`), el("pre", null, JSON.stringify(call.arguments, null, 1)));
+    card.append(labelled("call", call.name), el("pre", null, JSON.stringify(call.arguments, null, 1)));
   }
   const buttons = el("div", "buttons");
   const approve = el("button", "approve", "Approve");
@@ -311,7 +318,7 @@ async function upload(files) {
     try {
       const stored = await api("/api/upload", { method: "POST", body: form });
       state.uploads.push(stored.name);
-      $("#uploads").append(el("span", "upload-chip", `📎 ${stored.name} (${stored.size} bytes)`));
+      $("#uploads").append(el("span", "upload-chip", `${stored.name} (${stored.size} bytes)`));
     } catch (error) {
       $("#uploads").append(el("span", "upload-chip msg error", `${file.name}: ${error.message}`));
     }
