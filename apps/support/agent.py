@@ -71,17 +71,21 @@ SPECIALISTS: dict[str, Specialist] = {s.name: s for s in (
 )}
 
 _ORDER_NUMBER = re.compile(r"(?:#\s*\d+|\border\s*(?:no\.?|number)?\s*#?\s*\d+)", re.IGNORECASE)
-_REFUND_WORDS = re.compile(r"\b(refund\w*|money back|reimburs\w*|charge ?back|send (it|this) back)\b", re.IGNORECASE)
+_REFUND_WORDS = re.compile(r"\b(refund\w*|money back|reimburs\w*|charge ?back|send (it|this) back|cancel\w*)\b",
+                           re.IGNORECASE)
+_REQUEST = re.compile(r"\b(i want|i'd like|i would like|please|give me|my money|i need|can you)\b", re.IGNORECASE)
 _ORDER_WORDS = re.compile(
     r"\b(my (order|orders|package|parcel|delivery|shipment|address)|where is|track\w*|has it shipped|"
     r"(change|update) (my |the )?(delivery |shipping )?address|when will .* arrive|status)\b", re.IGNORECASE)
 
 
 def keyword_router(messages: list[Message]) -> str:
-    """Route by the last user message's words: refunds, then orders (an order number or a question about the
-    customer's own orders), else the FAQ. Deterministic and free; :func:`model_router` asks a model instead."""
+    """Route by the last user message's words. A refund request (with an order number, or asked for) goes to
+    refunds; an order number or a question about the customer's own orders to orders; anything else, including
+    general questions about refunds, to the FAQ. Deterministic and free; :func:`model_router` asks a model."""
     text = next((m.text for m in reversed(messages) if m.role == "user"), "")
-    if _REFUND_WORDS.search(text):
+    refund = _REFUND_WORDS.search(text) is not None
+    if refund and (_ORDER_NUMBER.search(text) or _REQUEST.search(text)):
         return "refunds"
     if _ORDER_NUMBER.search(text) or _ORDER_WORDS.search(text):
         return "orders"
