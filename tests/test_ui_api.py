@@ -57,7 +57,8 @@ def script(messages: list[Message]) -> Message | str:
         return Message.assistant("", [ToolCall(name="draw_square", arguments={"size": 48})])
     if "csv" in question:
         code = "print(open('data.csv').read().strip())"
-        return Message.assistant("", [ToolCall(name="python_interpreter", kind="interpreter", arguments={"code": code})])
+        call = ToolCall(name="python_interpreter", kind="interpreter", arguments={"code": code})
+        return Message.assistant("", [call])
     return GREETING
 
 
@@ -233,6 +234,21 @@ def test_a_thread_runs_one_request_at_a_time(client):
     finally:
         service.release("busy")
     assert sse(client.post("/api/chat", json={"message": "hi", "thread_id": "busy"}))[-1][1]["outcome"] == "answer"
+
+
+async def test_a_run_finishes_and_frees_its_thread_even_if_nobody_reads_it(home, refunds):
+    import asyncio
+
+    from agentkit.apps.ui import ChatService
+
+    service = ChatService(make_chat_agent(home / "threads.sqlite", refunds))
+    service.claim("t")
+    service.start("t", lambda: service.chat_events("hi", "t"))  # the page went away before the first event
+    deadline = time.monotonic() + 20
+    while service._running and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert service._running == set()
+    assert [m.text for m in service.agent.history("t")] == ["hi", GREETING]
 
 
 def test_a_failing_run_ends_with_an_error_event(home):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install playwright")
+playwright_api = pytest.importorskip("playwright.sync_api",
+                                     reason="Playwright is not installed: pip install playwright")
 uvicorn = pytest.importorskip("uvicorn", reason="the serve extra is not installed: pip install 'agentkit[serve]'")
 
 from agentkit.apps.ui import create_app  # noqa: E402

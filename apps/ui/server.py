@@ -149,11 +149,11 @@ class ChatService:
         for event in self.agent.stream(message, thread_id=thread_id):
             yield self.event_view(event)
 
-    async def stream(self, thread_id: str, produce: Callable[[], Iterator[tuple[str, dict[str, Any]]]]
-                     ) -> AsyncIterator[str]:
-        """Run ``produce`` in a worker thread (it holds the thread's claim) and relay its events as SSE text.
+    def start(self, thread_id: str, produce: Callable[[], Iterator[tuple[str, dict[str, Any]]]]) -> AsyncIterator[str]:
+        """Run ``produce`` in a worker thread now (it holds the thread's claim) and return its events as SSE text.
 
-        If the page goes away the run still finishes, so the checkpoint is left whole."""
+        The run starts before the response does and finishes even if the page goes away, so the claim is always
+        released and the checkpoint is left whole."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -174,8 +174,12 @@ class ChatService:
                 put(_DONE)
 
         threading.Thread(target=work, name=f"agentkit-ui-{thread_id[:8]}", daemon=True).start()
-        while (item := await queue.get()) is not _DONE:
-            yield _sse(*item)
+
+        async def relay() -> AsyncIterator[str]:
+            while (item := await queue.get()) is not _DONE:
+                yield _sse(*item)
+
+        return relay()
 
     def decide(self, thread_id: str, decision: DecisionRequest) -> RunResult:
         if not self.agent.pending(thread_id):
@@ -264,7 +268,7 @@ def create_app(agent: Agent, *, workdir: str | Path | None = None, artifact_dirs
     async def chat(body: ChatRequest) -> StreamingResponse:
         thread_id = body.thread_id or uuid.uuid4().hex
         service.claim(thread_id)
-        events = service.stream(thread_id, lambda: service.chat_events(body.message, thread_id))
+        events = service.start(thread_id, lambda: service.chat_events(body.message, thread_id))
         return StreamingResponse(events, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
