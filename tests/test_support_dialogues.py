@@ -62,13 +62,14 @@ def context(customer: int = CUSTOMER) -> dict:
 
 def test_status_question_is_answered_from_the_database(db, tmp_path):
     order = an_order(db, "shipped", "delivered")
+    me = context(order.customer_id)
     script = [call("order_status", order_id=order.id)]
 
     def model(messages):
         return script[0] if messages[-1].role == "user" else answer_from_tool("Here is what I found:")(messages)
 
     agent = agent_for(db, ScriptedModel(model), tmp_path)
-    events = list(agent.stream(f"Where is my order #{order.id}?", thread_id="status", context=context(order.customer_id)))
+    events = list(agent.stream(f"Where is my order #{order.id}?", thread_id="status", context=me))
     result = events[-1].result
     assert result.outcome == "answer"
     assert specialist(agent, "status") == "orders"
@@ -81,16 +82,17 @@ def test_status_question_is_answered_from_the_database(db, tmp_path):
 
 def test_refund_approved_makes_exactly_one_refund_row(db, tmp_path):
     order = an_order(db, "delivered", "shipped")
+    me = context(order.customer_id)
     script = [call("lookup_order", "c1", order_id=order.id),
               call("refund", "c2", order_id=order.id, reason="arrived broken"),
               Message.assistant("Your refund is on its way.")]
     agent = agent_for(db, script, tmp_path)
-    first = agent.run(f"Please refund order {order.id}, it arrived broken", thread_id="r", context=context(order.customer_id))
+    first = agent.run(f"Please refund order {order.id}, it arrived broken", thread_id="r", context=me)
     assert specialist(agent, "r") == "refunds"
     assert first.outcome == "interrupted" and [c.name for c in first.pending] == ["refund"]
     assert db.count("refunds") == 0, "nothing is refunded before a person approves"
 
-    done = agent.resume("r", "approve", context=context(order.customer_id))
+    done = agent.resume("r", "approve", context=me)
     assert done.outcome == "answer"
     assert db.count("refunds") == 1
     refund = db.refund_of(order.id, order.customer_id)
@@ -102,6 +104,7 @@ def test_refund_approved_makes_exactly_one_refund_row(db, tmp_path):
 
 def test_refund_rejected_makes_no_refund_row(db, tmp_path):
     order = an_order(db, "delivered", "shipped")
+    me = context(order.customer_id)
     seen: list[Message] = []
 
     def model(messages):
@@ -111,8 +114,8 @@ def test_refund_rejected_makes_no_refund_row(db, tmp_path):
         return Message.assistant("I am sorry, the refund was not approved.")
 
     agent = agent_for(db, ScriptedModel(model), tmp_path)
-    agent.run(f"I want my money back for order {order.id}", thread_id="no", context=context(order.customer_id))
-    result = agent.resume("no", {"action": "reject", "reason": "outside the 30-day window"}, context=context(order.customer_id))
+    agent.run(f"I want my money back for order {order.id}", thread_id="no", context=me)
+    result = agent.resume("no", {"action": "reject", "reason": "outside the 30-day window"}, context=me)
     assert result.outcome == "answer"
     assert db.count("refunds") == 0
     assert db.order(order.id, order.customer_id).status == order.status
@@ -179,18 +182,19 @@ def test_escalation_records_a_ticket_for_the_signed_in_customer(db, tmp_path):
 
 def test_address_change_needs_approval_and_only_before_shipping(db, tmp_path):
     shipped = an_order(db, "shipped", "delivered")
+    me = context(shipped.customer_id)
     new = "12 Harbour Road, Riverton 40404"
     calls = [call("update_address", "c1", new_address=new, order_id=shipped.id),
              call("update_address", "c2", new_address=new)]
     agent = agent_for(db, [*calls, Message.assistant("done")], tmp_path)
-    agent.run("change the delivery address of my order", thread_id="addr", context=context(shipped.customer_id))
+    agent.run("change the delivery address of my order", thread_id="addr", context=me)
     assert [c.name for c in agent.pending("addr")] == ["update_address"] and db.count("address_changes") == 0
-    result = agent.resume("addr", "approve", context=context(shipped.customer_id))
+    result = agent.resume("addr", "approve", context=me)
     assert result.outcome == "interrupted"  # the second change (the account's address) waits for its own approval
     refused = [m for m in result.messages if m.role == "environment"][0]
     assert refused.meta.get("error") and f"is {shipped.status}" in refused.text
     assert db.count("address_changes") == 0
-    done = agent.resume("addr", "approve", context=context(shipped.customer_id))
+    done = agent.resume("addr", "approve", context=me)
     assert done.outcome == "answer"
     assert db.customer(shipped.customer_id)["address"] == new and db.count("address_changes") == 1
     assert db.order(shipped.id, shipped.customer_id).shipping_address == shipped.shipping_address
@@ -221,10 +225,11 @@ CRASH_SCRIPT = textwrap.dedent(
 @pytest.mark.timeout(120)
 def test_refund_is_idempotent_when_the_step_reruns_after_a_crash(db, tmp_path):
     order = an_order(db, "delivered", "shipped")
+    me = context(order.customer_id)
     script = [call("refund", order_id=order.id, reason="damaged"), Message.assistant("Refunded.")]
     dump_script(script, tmp_path / "script.jsonl")
     agent = agent_for(db, script, tmp_path)
-    assert agent.run(f"refund order {order.id}", thread_id="crash", context=context(order.customer_id)).outcome == "interrupted"
+    assert agent.run(f"refund order {order.id}", thread_id="crash", context=me).outcome == "interrupted"
 
     (tmp_path / "crash.py").write_text(CRASH_SCRIPT)
     child = subprocess.run([sys.executable, str(tmp_path / "crash.py"), str(db.path), str(tmp_path / "threads.sqlite"),
@@ -234,14 +239,14 @@ def test_refund_is_idempotent_when_the_step_reruns_after_a_crash(db, tmp_path):
     assert db.count("refunds") == 1, "the approved refund was committed before the crash"
     assert agent.pending("crash") == [], "the approval was checkpointed: resuming must not ask again"
 
-    result = agent.resume("crash", context=context(order.customer_id))  # run_tools runs again: the refund tool is called twice
+    result = agent.resume("crash", context=me)  # run_tools runs again: so does the refund tool
     assert result.outcome == "answer" and result.answer == "Refunded."
     assert db.count("refunds") == 1
     rerun = [m.text for m in result.messages if m.role == "environment"][-1]
     assert rerun.startswith(f"Order #{order.id} was already refunded") and "No second refund" in rerun
     again = agent_for(db, [call("refund", order_id=order.id, reason="again"), Message.assistant("ok")], tmp_path)
-    again.run(f"refund order {order.id} again", thread_id="twice", context=context(order.customer_id))
-    again.resume("twice", "approve", context=context(order.customer_id))
+    again.run(f"refund order {order.id} again", thread_id="twice", context=me)
+    again.resume("twice", "approve", context=me)
     assert db.count("refunds") == 1 and db.refund_of(order.id, order.customer_id)["reason"] == "damaged"
 
 

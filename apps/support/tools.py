@@ -104,7 +104,8 @@ class OrderStatus(CustomerTool):
         if order.status == "processing":
             line += f"; it was placed on {order.placed_at[:10]} and has not shipped yet"
         if order.shipped_at:
-            line += f"; shipped on {order.shipped_at[:10]} with {order.carrier}, tracking number {order.tracking_number}"
+            line += (f"; shipped on {order.shipped_at[:10]} with {order.carrier}, "
+                     f"tracking number {order.tracking_number}")
         if order.delivered_at:
             line += f"; delivered on {order.delivered_at[:10]}"
         return line + "."
