@@ -28,8 +28,8 @@ def db(tmp_path) -> SupportDB:
 
 def agent_for(db: SupportDB, script, tmp_path, **options):
     model = script if isinstance(script, ScriptedModel) else ScriptedModel(script)
-    return create_support_agent(db, model, checkpointer=tmp_path / "threads.sqlite",
-                                knowledge_dir=tmp_path / "faq-index", **options)
+    options.setdefault("checkpointer", tmp_path / "threads.sqlite")
+    return create_support_agent(db, model, knowledge_dir=tmp_path / "faq-index", **options)
 
 
 def call(name: str, call_id: str = "c1", **arguments) -> Message:
@@ -308,3 +308,40 @@ def test_seeding_is_deterministic_and_scoped(tmp_path):
     assert [o.to_dict() for o in first.orders(3)] == [o.to_dict() for o in second.orders(3)]
     assert all(o.customer_id == 3 for o in first.orders(3))
     assert json.loads(json.dumps(first.orders(1)[0].to_dict()))["total"].startswith("$")
+
+
+def test_docs_show_the_graph_the_code_builds(db, tmp_path):
+    import re
+    from pathlib import Path
+
+    edge = re.compile(r"^\s*(\w+)\s*(-->|-\.->|-\.\s.*?\s\.->)\s*(\w+);?\s*$")
+
+    def edges(mermaid: str) -> set[tuple[str, str, str]]:
+        found = (edge.match(line) for line in mermaid.splitlines())
+        return {(m[1], "-->" if m[2] == "-->" else "-.->", m[3]) for m in found if m}
+
+    agent = agent_for(db, [Message.assistant("x")], tmp_path)
+    built = edges(agent.graph.get_graph().draw_mermaid())
+    text = (Path(__file__).resolve().parents[1] / "docs" / "support.md").read_text()
+    documented = re.search(r"<!-- graph:support -->\s*```mermaid\n(.*?)```", text, re.S)
+    assert documented, "docs/support.md lost its graph"
+    assert built and edges(documented.group(1)) == built
+
+
+def test_identity_reaches_tools_in_parallel_calls_and_async_runs(db, tmp_path):
+    import asyncio
+
+    order = an_order(db, "shipped", "delivered")
+    both = Message.assistant("", [ToolCall(id="a", name="order_status", arguments={"order_id": order.id}),
+                                  ToolCall(id="b", name="lookup_order", arguments={"order_id": order.id})])
+    for run in ("sync", "async"):
+        agent = agent_for(db, [both, Message.assistant("ok")], tmp_path, checkpointer="memory")  # async: no SqliteSaver
+        question, me = f"where is my order {order.id}", context(order.customer_id)
+        if run == "sync":
+            result = agent.run(question, thread_id=run, context=me)
+        else:
+            result = asyncio.run(agent.arun(question, thread_id=run, context=me))
+        observations = [m for m in result.messages if m.role == "environment"]
+        assert [m.meta.get("error") for m in observations] == [None, None], [m.text for m in observations]
+        assert order.tracking_number in observations[0].text
+        assert json.loads(observations[1].text)["item"] == order.item
