@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import Runtime
 
 from agentkit.agents.nodes import AgentParts, after_model, approve, call_model, recover, run_tools
 from agentkit.agents.state import AgentState, RunContext
@@ -110,11 +109,15 @@ def model_router(model: ChatModel, fallback: Router = keyword_router) -> Router:
 
 
 class SupportState(AgentState, total=False):
-    specialist: str  # who handles the current run's message
+    """The shared agent state plus the specialist handling the current run's message."""
+
+    specialist: str
 
 
 def route_node(router: Router):
-    def node(state: SupportState, runtime: Runtime[RunContext]) -> dict[str, Any]:
+    """The first node of every run: records which specialist handles the customer's latest message."""
+
+    def node(state: SupportState) -> dict[str, Any]:
         choice = router(list(state["messages"]))
         if choice not in SPECIALISTS:
             raise ConfigError(f"the router chose {choice!r}: it must return one of {', '.join(SPECIALISTS)}")
