@@ -211,7 +211,7 @@ CRASH_SCRIPT = textwrap.dedent(
 
     def refund_then_crash(self, *args, **kwargs):
         result = real_refund(self, *args, **kwargs)  # committed to the database
-        time.sleep(0.5)                               # the approval step's checkpoint is written meanwhile
+        time.sleep(1.0)                               # the approval step's checkpoint is written meanwhile
         os._exit(17)                                  # the process dies before run_tools' checkpoint
 
     SupportDB.refund = refund_then_crash
@@ -345,3 +345,11 @@ def test_identity_reaches_tools_in_parallel_calls_and_async_runs(db, tmp_path):
         assert [m.meta.get("error") for m in observations] == [None, None], [m.text for m in observations]
         assert order.tracking_number in observations[0].text
         assert json.loads(observations[1].text)["item"] == order.item
+
+
+def test_a_context_that_is_not_a_dict_is_a_clear_error(db, tmp_path):
+    from agentkit.errors import ConfigError
+
+    agent = agent_for(db, [Message.assistant("hi")], tmp_path)
+    with pytest.raises(ConfigError, match="context must be a dict"):
+        agent.run("hello", thread_id="bad", context=1)  # type: ignore[arg-type]
