@@ -16,7 +16,25 @@ MODEL_SPECS: dict[str, str] = {
     "openai:BASE_URL#MODEL": "any OpenAI-compatible server (vLLM, lmdeploy, agentkit serve, OpenAI); key from OPENAI_API_KEY",
     "lmdeploy:PATH": "an LMDeploy TurboMind pipeline in this process (NVIDIA GPU only; pip install 'agentkit[lmdeploy]')",
     "scripted:FILE": "replays a JSONL file of outputs; the deterministic test double",
+    "embedded,adapter=DIR / hf:PATH,adapter=DIR": "merge a LoRA adapter saved by 'agentkit train' into the model",
 }
+
+#: Options a local model spec may carry after a comma (``embedded,adapter=runs/r1/adapter``).
+_SPEC_OPTIONS = ("adapter",)
+
+
+def _split_options(spec: str) -> tuple[str, dict[str, str]]:
+    """``"hf:DIR,adapter=X"`` → ``("hf:DIR", {"adapter": "X"})``."""
+    base, *parts = spec.split(",")
+    options: dict[str, str] = {}
+    for part in parts:
+        key, eq, value = part.partition("=")
+        if not eq or key.strip() not in _SPEC_OPTIONS or not value.strip():
+            raise ConfigError(f"bad option {part!r} in model spec {spec!r}: local specs take "
+                              f"{', '.join(k + '=PATH' for k in _SPEC_OPTIONS)} after a comma, e.g. "
+                              "embedded,adapter=runs/r1/adapter")
+        options[key.strip()] = value.strip()
+    return base, options
 
 
 def load_model(spec: str | ChatModel = "embedded", **kwargs: Any) -> ChatModel:
@@ -24,6 +42,10 @@ def load_model(spec: str | ChatModel = "embedded", **kwargs: Any) -> ChatModel:
     if not isinstance(spec, str):
         return spec
     kind, _, rest = spec.partition(":")
+    if kind.startswith("embedded") or kind == "hf":
+        local, options = _split_options(spec)
+        kind, _, rest = local.partition(":")
+        kwargs = {**options, **kwargs}
     if kind == "embedded" and not rest:
         from agentkit.models.embedded import load_embedded
 

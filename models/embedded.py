@@ -165,16 +165,18 @@ def _convert(gguf: Path, out: Path) -> None:
 
 def load_embedded(*, dtype: str | Any = "auto", protocol: Protocol | str | None = None,
                   cache_dir: str | os.PathLike[str] | None = None, device: str = "cpu",
-                  threads: int | None = None) -> HFModel:
+                  threads: int | None = None, adapter: str | os.PathLike[str] | None = None) -> HFModel:
     """SmolLM2-135M-Instruct as an :class:`~agentkit.models.hf.HFModel` (first call converts and caches it).
 
     ``dtype="auto"`` is float32, the dequantized weights as they are: portable, and greedy output does
     not depend on what else is in the batch. ``"bfloat16"`` is about 2x faster on CPUs with AMX (one
     stream: 46 against 23 tok/s here; a batch of 8: 214 against 103) but its greedy text can change
     with batch composition, and it is slow on CPUs without bf16 support.
+    ``adapter`` merges a LoRA directory saved by ``agentkit train`` (see ``HFModel.from_pretrained``).
     """
     directory = ensure_embedded_cache(cache_dir)
     from agentkit.models.hf import HFModel
 
+    name = f"embedded:{EMBEDDED_ID}" + (f"+{Path(adapter).name}" if adapter is not None else "")
     return HFModel.from_pretrained(directory, dtype=dtype, device=device, protocol=protocol, threads=threads,
-                                   model_name=f"embedded:{EMBEDDED_ID}")
+                                   model_name=name, adapter=adapter)
