@@ -35,7 +35,7 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 MODEL_HELP = "model spec: embedded, hf:PATH, openai:BASE_URL#MODEL, scripted:FILE (see 'agentkit models')"
-AGENT_HELP = "agent pattern: react or internlm2"
+AGENT_HELP = "agent pattern: react, internlm2, rewoo or autogpt"
 TOOLS_HELP = "comma-separated tool names, e.g. calculator ('' for none)"
 CHECKPOINT_HELP = "where threads persist: sqlite (default file), memory, none, or a path to a .sqlite file"
 
@@ -195,7 +195,8 @@ register_modules(app, COMMAND_MODULES)
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line and exit status 2 for user errors, 130 on Ctrl-C."""
     try:
-        app(args=argv, prog_name="agentkit", standalone_mode=False)
+        # without standalone mode click returns a typer.Exit's code instead of raising it
+        result = app(args=argv, prog_name="agentkit", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except click_exceptions.UsageError as exc:
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     except AgentkitError as exc:
         err.print(f"error: {escape(str(exc))}")
         return 2
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def entry() -> None:

@@ -98,3 +98,16 @@ def test_malformed_script_file_names_the_line(tmp_path):
     proc = agentkit("run", "hi", "--model", f"scripted:{path}", env_home=tmp_path)
     assert proc.returncode == 2
     assert f"{path}:2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_command_exit_code_reaches_the_shell():
+    import typer
+
+    from agentkit.cli import app, main
+
+    @app.command("exit-code-probe", hidden=True)
+    def probe(code: int) -> None:
+        raise typer.Exit(code)
+
+    assert main(["exit-code-probe", "3"]) == 3
+    assert main(["exit-code-probe", "0"]) == 0
