@@ -125,6 +125,19 @@ def _comparable_dict(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k not in _VOLATILE}
 
 
+def _balanced(tasks: list[Task], limit: int | None) -> list[Task]:
+    """At most ``limit`` tasks, taken round-robin over kinds so every kind stays represented."""
+    if not limit or limit >= len(tasks):
+        return tasks
+    kinds: dict[str, list[Task]] = {}
+    for task in tasks:
+        kinds.setdefault(task.kind, []).append(task)
+    out: list[Task] = []
+    for i in range(max(len(group) for group in kinds.values())):
+        out += [group[i] for group in kinds.values() if i < len(group)]
+    return out[:limit]
+
+
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm.auto import tqdm
 
@@ -214,8 +227,8 @@ def run_loop(config: LoopConfig, log: Callable[[str], None] = print) -> LoopResu
     state = _State(out, config)
     task_set = load_task_set(config.tasks, **config.task_options)
     train, held_out = task_set.split(config.held_out, config.split_seed)
-    train = train[: config.train_limit] if config.train_limit else train
-    held_out = held_out[: config.eval_limit] if config.eval_limit else held_out
+    train = _balanced(train, config.train_limit)
+    held_out = _balanced(held_out, config.eval_limit)
     log(f"{config.tasks}: {len(train)} train tasks, {len(held_out)} held-out tasks; model {config.model}")
     seconds: dict[str, float] = {}
 
