@@ -70,7 +70,8 @@ def test_masking_matches_the_generation_boundary(tokenizer):
 
 
 def test_segments_split_multi_call_turns_and_refuse_empty_conversations():
-    a, b = ToolCall(name="calculator", arguments={"expression": "1+1"}), ToolCall(name="calculator", arguments={"expression": "2+2"})
+    a = ToolCall(name="calculator", arguments={"expression": "1+1"})
+    b = ToolCall(name="calculator", arguments={"expression": "2+2"})
     messages = [Message.user("both?"), Message.assistant("", [a, b]), Message.tool_result(a, "2"),
                 Message.tool_result(b, "4"), Message.assistant("2 and 4")]
     trained = [text for text, is_trained in segments(messages, [CALC]) if is_trained]
@@ -120,5 +121,6 @@ def test_preference_pair_shares_the_prompt():
     conversation = _conversation()
     pair = preference_pair(conversation[:2], [conversation[2]], [Message.assistant("It is 41.")], [CALC])
     assert pair["prompt"].endswith("<|im_start|>assistant\n")
-    assert pair["chosen"].startswith("Let me compute.<|action_start|><|plugin|>") and pair["chosen"].endswith("<|im_end|>")
+    assert pair["chosen"].startswith("Let me compute.<|action_start|><|plugin|>")
+    assert pair["chosen"].endswith("<|im_end|>")
     assert pair["rejected"] == "It is 41.<|im_end|>"

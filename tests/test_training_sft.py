@@ -11,7 +11,7 @@ pytest.importorskip("peft")
 
 from agentkit.messages import Message, ToolCall  # noqa: E402
 from agentkit.protocols.internlm2 import SPECIAL_TOKENS  # noqa: E402
-from agentkit.training.data import IGNORE_INDEX, add_action_tokens, sft_sample  # noqa: E402
+from agentkit.training.data import add_action_tokens, sft_sample  # noqa: E402
 from agentkit.training.sft import ADAPTER_META, SFTRunConfig, train_sft  # noqa: E402
 from agentkit.training.tiny import tiny_model  # noqa: E402
 

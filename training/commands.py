@@ -84,7 +84,8 @@ def sft_command(
     base = load_model(model, dtype="float32")
     result = train_sft(base.model.train(), base.tokenizer, load_samples(data),
                        SFTRunConfig(output_dir=out, epochs=epochs, learning_rate=lr, full=full))
-    typer.echo(f"saved {result.output_dir} ({result.steps} steps, loss {result.first_loss:.3f} -> {result.last_loss:.3f})")
+    typer.echo(f"saved {result.output_dir} ({result.steps} steps, "
+               f"loss {result.first_loss:.3f} -> {result.last_loss:.3f})")
 
 
 def register(app: typer.Typer) -> None:

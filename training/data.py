@@ -193,7 +193,8 @@ def agent_flan_sample(record: dict[str, Any], tokenizer: Any, max_length: int | 
     labels: list[int] = [IGNORE_INDEX] * len(ids)
     for number, turn in enumerate(turns):
         if not isinstance(turn, dict) or "role" not in turn or "content" not in turn:
-            raise ConfigError(f"turn {number} of Agent-FLAN record {record.get('id', '?')!r} needs 'role' and 'content'")
+            raise ConfigError(f"turn {number} of Agent-FLAN record {record.get('id', '?')!r} "
+                              "needs 'role' and 'content'")
         header = _encode(tokenizer, f"<|im_start|>{turn['role']}\n")
         body = _encode(tokenizer, f"{turn['content']}<|im_end|>")
         newline = _encode(tokenizer, "\n")

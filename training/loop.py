@@ -201,15 +201,16 @@ def select_sft_records(records: list[TrajectoryRecord], tasks: list[Task], task_
                        ) -> list[TrajectoryRecord]:
     """Successful runs (distinct answers, at most ``max_per_task`` per task), plus the reference solution of
     every train task no run solved when ``use_references`` is on."""
+    def replies(record: TrajectoryRecord) -> list[tuple[str, list[Any]]]:
+        return [(m.text, [(c.name, c.arguments) for c in m.tool_calls]) for m in record.messages
+                if m.role == "assistant"]
+
     chosen: dict[str, list[TrajectoryRecord]] = {}
     for record in records:
         if not record.meta.get("success"):
             continue
         picked = chosen.setdefault(record.meta["task_id"], [])
-        key = [m.model_dump_json(include={"content", "tool_calls"}) for m in record.messages if m.role == "assistant"]
-        if len(picked) < config.max_per_task and all(
-                key != [m.model_dump_json(include={"content", "tool_calls"}) for m in p.messages if m.role == "assistant"]
-                for p in picked):
+        if len(picked) < config.max_per_task and all(replies(record) != replies(p) for p in picked):
             picked.append(record)
     out = [r for group in chosen.values() for r in group]
     if config.use_references:
@@ -316,6 +317,6 @@ def _train(config: LoopConfig, folder: Path, log: Callable[[str], None]) -> None
     log(f"SFT: {result.steps} steps, loss {result.first_loss:.3f} -> {result.last_loss:.3f} in {result.seconds:.0f}s")
     pairs = [json.loads(line) for line in (folder / "dpo_pairs.jsonl").read_text().splitlines() if line.strip()]
     if config.dpo and pairs and not config.full:
-        dpo = train_dpo(result.model, base.tokenizer, pairs,
-                        DPORunConfig(output_dir=str(folder / "adapter_dpo"), seed=config.seed, progress=config.progress))
+        dpo_config = DPORunConfig(output_dir=str(folder / "adapter_dpo"), seed=config.seed, progress=config.progress)
+        dpo = train_dpo(result.model, base.tokenizer, pairs, dpo_config)
         log(f"DPO: {dpo.steps} steps on {dpo.pairs} pairs, loss {dpo.losses[0]:.3f} -> {dpo.losses[-1]:.3f}")

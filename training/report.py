@@ -84,11 +84,13 @@ def write_report(out_dir: Path, title: str, before: EvalScores, rounds: Sequence
     lines += ["", "| metric | before | " + " | ".join(name for name, _ in rounds) + " | change (last) |",
               "|---|---|" + "---|" * len(rounds) + "---|"]
     last = rounds[-1][1] if rounds else before
-    for label, attr, percent in (("task success", "success", True), ("tool-call validity", "validity", True),
-                                 ("mean steps", "mean_steps", False), ("parse errors / reply", "parse_error_rate", True)):
+    metrics = (("task success", "success", True), ("tool-call validity", "validity", True),
+               ("mean steps", "mean_steps", False), ("parse errors / reply", "parse_error_rate", True))
+    for label, attr, percent in metrics:
         fmt = _pct if percent else (lambda x: f"{x:.2f}")
         cells = [fmt(getattr(before, attr))] + [fmt(getattr(s, attr)) for _, s in rounds]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_delta(getattr(last, attr), getattr(before, attr), percent)} |")
+        change = _delta(getattr(last, attr), getattr(before, attr), percent)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {change} |")
     lines += ["", "Task success by kind:", "", "| kind | runs | before | " + " | ".join(n for n, _ in rounds) + " |",
               "|---|---|---|" + "---|" * len(rounds)]
     for kind, row in before.by_kind.items():

@@ -14,8 +14,6 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
 from agentkit.budgets import Budget
 from agentkit.errors import ConfigError
 from agentkit.llm import BaseChatModel, CompletionModel, GenerationConfig

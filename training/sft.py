@@ -21,7 +21,8 @@ from typing import Any
 from agentkit.errors import ConfigError
 from agentkit.training.data import SFTSample, add_action_tokens, to_dataset
 
-__all__ = ["ADAPTER_META", "ADDED_TOKENS_FILE", "SFTRunConfig", "SFTResult", "added_token_ids", "bf16_supported", "save_added_rows", "train_sft"]
+__all__ = ["ADAPTER_META", "ADDED_TOKENS_FILE", "SFTRunConfig", "SFTResult", "added_token_ids", "bf16_supported",
+           "save_added_rows", "train_sft"]
 
 #: File next to a saved adapter that says how it was made.
 ADAPTER_META = "agentkit-adapter.json"
