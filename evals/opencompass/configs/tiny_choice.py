@@ -29,7 +29,9 @@ datasets = [
     dict(
         abbr='agentkit-tiny-choice',
         type=CustomDataset,
-        path=os.environ.get('AGENTKIT_OC_DATA') or '{{fileDirname}}/../data/tiny_choice.jsonl',
+        # ({{fileDirname}} is not substituted in configs loaded through read_base; __file__ is set)
+        path=os.environ.get('AGENTKIT_OC_DATA')
+        or os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'data', 'tiny_choice.jsonl'),
         reader_cfg=tiny_choice_reader_cfg,
         infer_cfg=tiny_choice_infer_cfg,
         eval_cfg=tiny_choice_eval_cfg,
