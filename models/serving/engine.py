@@ -54,6 +54,7 @@ __all__ = [
     "QueueFull",
     "RequestHandle",
     "SamplingParams",
+    "is_local_spec",
     "resolve_dtype",
 ]
 
@@ -67,6 +68,12 @@ class QueueFull(AgentkitError):
 
 class EngineClosed(AgentkitError):
     """The engine was shut down; it takes no new requests and pending ones end with this error."""
+
+
+def is_local_spec(spec: str) -> bool:
+    """Whether ``spec`` names a model this engine loads (``embedded``, ``hf:PATH``, either with ``,adapter=``)."""
+    kind, _, rest = spec.split(",")[0].partition(":")
+    return (kind == "embedded" and not rest) or (kind == "hf" and bool(rest))
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
@@ -330,21 +337,15 @@ class Engine:
     @classmethod
     def from_spec(cls, spec: str, config: EngineConfig | None = None, *,
                   protocol: Protocol | str | None = None) -> Engine:
-        """``embedded`` or ``hf:PATH`` (a checkpoint directory or a ``.gguf`` file), loaded in ``config.dtype``."""
+        """``embedded`` or ``hf:PATH`` (a checkpoint directory or a ``.gguf`` file), with ``,adapter=DIR`` if
+        trained, loaded in ``config.dtype``."""
         config = config or EngineConfig()
         dtype = resolve_dtype(config.dtype, config.device)
-        kind, _, rest = spec.partition(":")
-        if kind == "embedded" and not rest:
-            from agentkit.models.embedded import load_embedded
-
-            loaded = load_embedded(dtype=dtype, protocol=protocol, device=config.device, threads=config.threads)
-        elif kind == "hf" and rest:
-            from agentkit.models.hf import HFModel
-
-            loaded = HFModel.from_pretrained(rest, dtype=dtype, device=config.device, protocol=protocol,
-                                             threads=config.threads, model_name=spec)
-        else:
+        if not is_local_spec(spec):
             raise ConfigError(f"the engine serves 'embedded' or 'hf:PATH' models, not {spec!r}")
+        from agentkit.models import load_model
+
+        loaded = load_model(spec, dtype=dtype, protocol=protocol, device=config.device, threads=config.threads)
         return cls(loaded.model, loaded.tokenizer, config, protocol=loaded.protocol, model_name=loaded.model_name)
 
     def _check_cache_layers(self) -> None:

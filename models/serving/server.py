@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agentkit.errors import AgentkitError, ConfigError
 from agentkit.llm import ChatModel, Completion, CompletionModel, GenerationConfig, _iterate_in_thread
 from agentkit.messages import INTERPRETER_TOOL_NAME, Message
-from agentkit.models.serving.engine import Engine, EngineClosed, EngineConfig, EngineModel, QueueFull
+from agentkit.models.serving.engine import Engine, EngineClosed, EngineConfig, EngineModel, QueueFull, is_local_spec
 from agentkit.models.serving.metrics import Counter, Registry
 from agentkit.toolspec import ToolSpec
 
@@ -533,10 +533,10 @@ async def _aclose(iterator: Any) -> None:
 # -- running it ---------------------------------------------------------------------------------------
 
 def _default_name(spec: str) -> str:
-    kind, _, rest = spec.partition(":")
+    kind, _, rest = spec.split(",")[0].partition(":")
     if kind == "hf" and rest:
         return Path(rest).expanduser().name or rest
-    return spec
+    return kind if kind == "embedded" else spec
 
 
 def serve(spec: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, *,
@@ -551,9 +551,8 @@ def serve(spec: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | N
     import uvicorn
 
     name = model_name or _default_name(spec)
-    kind = spec.partition(":")[0]
     engine: Engine | None = None
-    if kind in ("embedded", "hf"):
+    if is_local_spec(spec):
         engine = Engine.from_spec(spec, config, protocol=protocol)
         app = create_app(engine, name, api_key)
     else:
