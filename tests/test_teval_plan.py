@@ -28,6 +28,7 @@ def _real(name):
     return REAL / name
 
 
+@pytest.mark.slow  # embeds ~3,000 distinct step texts with the real MiniLM: 25-40 s on 2 cores, more when shared
 def test_ground_truth_scores_100_on_the_real_plan_json_file(embedder):
     samples = load_samples(_real("plan_json_v1.json"), "plan_json")
     assert len(samples) == 553

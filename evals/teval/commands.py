@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
                                  concurrency=concurrency, max_new_tokens=max_new_tokens, dtype=dtype)
         except ValueError as exc:  # pydantic's ValidationError: keep only what was wrong
             errors = getattr(exc, "errors", None)
-            raise ConfigError(errors()[0]["msg"] if errors else str(exc)) from None
+            raise ConfigError(errors()[0]["msg"].removeprefix("Value error, ") if errors else str(exc)) from None
 
         def progress(kind: str, done: int, total: int) -> None:
             typer.echo(f"[{kind}] {done}/{total}", err=True)

@@ -18,7 +18,8 @@ import numpy as np
 
 from agentkit.errors import ConfigError
 
-__all__ = ["EMBEDDER_CHOICES", "Embedder", "SentenceTransformerEmbedder", "cosine_matrix", "load_embedder", "pair_cosine"]
+__all__ = ["EMBEDDER_CHOICES", "Embedder", "SentenceTransformerEmbedder", "cosine_matrix", "load_embedder",
+           "pair_cosine"]
 
 #: Names accepted by :func:`load_embedder` (besides a directory path).
 EMBEDDER_CHOICES = ("auto", "mpnet", "minilm")

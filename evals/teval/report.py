@@ -56,7 +56,8 @@ class TEvalReport(BaseModel):
         lines += ["", "| file | samples | metrics |", "|---|---:|---|"]
         for kind, rep in self.files.items():
             metrics = ", ".join(f"{k} {v:.1f}" for k, v in rep.metrics.items())
-            lines.append(f"| {kind} | {rep.samples} | {metrics}{f' · {rep.errors} failed calls' if rep.errors else ''} |")
+            failed = f" · {rep.errors} failed calls" if rep.errors else ""
+            lines.append(f"| {kind} | {rep.samples} | {metrics}{failed} |")
         lines += ["", f"Scores are percentages; similarity metrics use the {self.embedder} sentence embedder "
                       "(T-Eval's own runs use all-mpnet-base-v2)."]
         return "\n".join(lines) + "\n"
