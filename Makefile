@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rewoo_parallel.py
 	$(BIN)/python bench/interpreter.py
 	$(BIN)/python bench/math_concurrency.py
+	$(BIN)/python bench/serving.py --chart docs/img/serving.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
