@@ -56,6 +56,14 @@ def questions(path: Path, n: int) -> list[str]:
     return rows
 
 
+#: Per-request max_tokens of the ``--mixed`` workload (cycled): what a chat server sees, unlike one fixed length.
+MIXED_LIMITS = (16, 128, 32, 96, 48, 64, 24, 112)
+
+
+def token_limits(n: int, max_new: int, mixed: bool) -> list[int]:
+    return [MIXED_LIMITS[i % len(MIXED_LIMITS)] if mixed else max_new for i in range(n)]
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -105,14 +113,16 @@ class _Clock:
         pass
 
 
-def run_hf(variant: str, prompts: list[list[int]], concurrency: int, max_new: int, dtype: str) -> dict:
+def run_hf(variant: str, prompts: list[list[int]], concurrency: int, limits: list[int], dtype: str) -> dict:
+    """A padded row cannot stop at its own limit: the batch runs to its longest limit and a row's useful tokens
+    end at its own (counted so, and its last token is timed at that step)."""
     import torch
 
     model, tokenizer = load_model(dtype)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     batch = 1 if variant == "sequential" else concurrency
 
-    def generate(chunk: list[list[int]]):
+    def generate(chunk: list[list[int]], max_new: int):
         width = max(len(p) for p in chunk)
         ids = torch.full((len(chunk), width), pad, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -125,14 +135,15 @@ def run_hf(variant: str, prompts: list[list[int]], concurrency: int, max_new: in
                                  pad_token_id=pad, streamer=clock)
         return out[:, width:], clock.times
 
-    generate(prompts[:batch])  # warm-up
+    generate(prompts[:batch], 8)  # warm-up
     records = []
     start = time.perf_counter()
     for i in range(0, len(prompts), batch):
         sent = time.perf_counter()
-        new, times = generate(prompts[i:i + batch])
-        for row in new.tolist():
+        new, times = generate(prompts[i:i + batch], max(limits[i:i + batch]))
+        for row, limit in zip(new.tolist(), limits[i:i + batch]):
             n = next((k + 1 for k, t in enumerate(row) if t == tokenizer.eos_token_id), len(row))
+            n = min(n, limit)
             # a padded row keeps stepping after its EOS: its last token came at step n
             last = times[min(n, len(times) - 1)]
             records.append({"tokens": n, "ttft": times[1] - sent,
@@ -140,12 +151,13 @@ def run_hf(variant: str, prompts: list[list[int]], concurrency: int, max_new: in
     return summary(records, time.perf_counter() - start)
 
 
-def run_generate_batch(prompts: list[list[int]], concurrency: int, max_new: int, dtype: str) -> dict:
+def run_generate_batch(prompts: list[list[int]], concurrency: int, limits: list[int], dtype: str) -> dict:
+    """One generation config per call: like the padded batch, rows run to the call's longest limit."""
     from transformers import GenerationConfig
     from transformers.generation.configuration_utils import ContinuousBatchingConfig
 
     model, tokenizer = load_model(dtype)
-    config = GenerationConfig(max_new_tokens=max_new, do_sample=False, eos_token_id=tokenizer.eos_token_id,
+    config = GenerationConfig(max_new_tokens=max(limits), do_sample=False, eos_token_id=tokenizer.eos_token_id,
                               pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
     cb = ContinuousBatchingConfig(num_blocks=64, max_batch_tokens=1024)
 
@@ -158,9 +170,11 @@ def run_generate_batch(prompts: list[list[int]], concurrency: int, max_new: int,
     start = time.perf_counter()
     for i in range(0, len(prompts), concurrency):
         sent = time.perf_counter()
-        for out in call(prompts[i:i + concurrency]).values():
-            stamps = out.timestamps or []
-            n = len(out.generated_tokens)
+        outputs = call(prompts[i:i + concurrency])
+        for out, limit in zip(sorted(outputs.values(), key=lambda o: int(o.request_id.split("_")[-1])),
+                              limits[i:i + concurrency]):
+            n = min(len(out.generated_tokens), limit)
+            stamps = (out.timestamps or [])[:n]
             records.append({"tokens": n, "ttft": stamps[0] - sent if stamps else None,
                             "tpot": (stamps[-1] - stamps[0]) / (n - 1) if n > 1 and stamps else None})
     return summary(records, time.perf_counter() - start)
@@ -172,17 +186,18 @@ def child(args: argparse.Namespace) -> None:
     tokenizer = load_embedded().tokenizer
     prompts = [chat_ids(tokenizer, q) for q in questions(args.data, args.requests)]
     concurrency = args.concurrency[0]
+    limits = token_limits(len(prompts), args.max_new_tokens, args.mixed)
     if args.child in ("sequential", "padded"):
-        result = run_hf(args.child, prompts, concurrency, args.max_new_tokens, args.dtype)
+        result = run_hf(args.child, prompts, concurrency, limits, args.dtype)
     else:
-        result = run_generate_batch(prompts, concurrency, args.max_new_tokens, args.dtype)
+        result = run_generate_batch(prompts, concurrency, limits, args.dtype)
     print("RESULT " + json.dumps(result))
 
 
 def run_child(variant: str, concurrency: int, requests: int, args: argparse.Namespace, dtype: str) -> dict:
     command = [sys.executable, __file__, "--child", variant, "--concurrency", str(concurrency),
                "--requests", str(requests), "--max-new-tokens", str(args.max_new_tokens), "--dtype", dtype,
-               "--data", str(args.data)]
+               "--data", str(args.data)] + (["--mixed"] if args.mixed else [])
     out = subprocess.run(command, capture_output=True, text=True, check=False)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
@@ -269,19 +284,19 @@ async def one_streamed(client, url: str, question: str, max_new: int) -> dict:
             "tpot": (last - first) / (tokens - 1) if first and tokens > 1 else None}
 
 
-async def drive(url: str, prompts: list[str], concurrency: int, max_new: int) -> dict:
+async def drive(url: str, prompts: list[str], concurrency: int, limits: list[int]) -> dict:
     import httpx
 
     gate = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency + 4)) as client:
         await one_streamed(client, url, prompts[0], 4)  # warm-up
 
-        async def limited(question: str) -> dict:
+        async def limited(question: str, limit: int) -> dict:
             async with gate:
-                return await one_streamed(client, url, question, max_new)
+                return await one_streamed(client, url, question, limit)
 
         start = time.perf_counter()
-        records = await asyncio.gather(*(limited(q) for q in prompts))
+        records = await asyncio.gather(*(limited(q, n) for q, n in zip(prompts, limits)))
         return summary(list(records), time.perf_counter() - start)
 
 
@@ -342,6 +357,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--load", type=int, default=500, help="requests in the load run (0 to skip)")
     parser.add_argument("--load-max-new-tokens", type=int, default=16)
+    parser.add_argument("--mixed", action="store_true",
+                        help=f"per-request max_tokens cycling through {MIXED_LIMITS} instead of --max-new-tokens")
     parser.add_argument("--server-only", action="store_true", help="skip the transformers baselines")
     parser.add_argument("--chart", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
@@ -367,7 +384,8 @@ def main() -> None:
     with Server(max_batch_size=top) as server:
         for c in args.concurrency:
             prompts = questions(args.data, max(c, 8))
-            rows.append(("agentkit serve bf16", c, asyncio.run(drive(server.url, prompts, c, args.max_new_tokens))))
+            limits = token_limits(len(prompts), args.max_new_tokens, args.mixed)
+            rows.append(("agentkit serve bf16", c, asyncio.run(drive(server.url, prompts, c, limits))))
             if c == top:
                 extra["peak_rss_mib_at_top"] = server.peak_rss_mib()
         if args.load:
