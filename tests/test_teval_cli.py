@@ -70,6 +70,14 @@ def test_cli_errors_are_one_line_with_status_2(args, message, capsys):
     assert err.startswith(message) and err.count("\n") == 1, err
 
 
+def test_user_errors_inside_the_model_stop_the_run(tmp_path, capsys):
+    script = tmp_path / "one.jsonl"
+    script.write_text(json.dumps({"text": "x"}) + "\n")  # the reason prompts already hold one assistant turn
+    assert main(["eval", "teval", "--data", str(FIXTURES), "--dims", "reason", "--model", f"scripted:{script}",
+                 "--embedder", "minilm", "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("error: the script has 1 outputs")
+
+
 def test_reply_text_prefers_raw_completion_text():
     raw = Message.assistant("parsed", meta={"raw": "Answer: C<|im_end|>"})
     assert reply_text(raw) == "Answer: C<|im_end|>"

@@ -3,7 +3,8 @@
 Completion models (the embedded model, ``hf:``, scripted) get prompts in batches through ``model.batch``: one
 padded ``generate`` per chunk, with prompts of similar length chunked together to waste less padding. Chat
 models (``openai:``) get concurrent ``generate`` calls from a thread pool. A chunk that raises leaves its
-replies empty (scored as unparsed) and is counted in the report, so one bad request does not lose a long run.
+replies empty (scored as unparsed) and is counted in the report, so one bad request does not lose a long run;
+user errors (``ConfigError``: a wrong spec, a script too short) stop the run instead.
 Replies and per-sample scores go to ``<out>/predictions/<kind>.jsonl``.
 """
 
@@ -19,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from agentkit.errors import ConfigError
+from agentkit.errors import AgentkitError, ConfigError
 from agentkit.evals.teval.data import DIMENSIONS, KINDS, TEvalSample, find_files, load_samples, to_messages
 from agentkit.evals.teval.embedder import Embedder, load_embedder
 from agentkit.evals.teval.scoring import file_metrics, score_samples
@@ -113,6 +114,8 @@ def generate_replies(model: ChatModel, samples: Sequence[TEvalSample], *, batch_
     def guarded(chunk: list[int]) -> list[Message] | BaseException:
         try:
             return run_chunk(chunk)
+        except AgentkitError:  # a wrong spec, script or option: every chunk would fail the same way
+            raise
         except Exception as exc:  # noqa: BLE001 - recorded per chunk, the run goes on
             return exc
 
