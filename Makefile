@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench clean browser
+.PHONY: install demo test test-fast bench clean browser opencompass-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/interpreter.py
 	$(BIN)/python bench/math_concurrency.py
 	$(BIN)/python bench/serving.py --chart docs/img/serving.png
+
+# OpenCompass (in its own venv: it pins numpy<2, datasets<4) evaluates the embedded model through agentkit serve.
+opencompass-smoke: $(STAMP)
+	bash evals/opencompass/smoke.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

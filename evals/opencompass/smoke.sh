@@ -54,7 +54,10 @@ sys.exit("agentkit serve did not answer /health within 120 s")
 PY
 say "server ready"
 
-# 3. OpenCompass, inference and evaluation, from its own venv.
+# 3. OpenCompass, inference and evaluation, from its own venv; run inside $WORK because it writes scratch
+#    folders (tmp/, icl_inference_output/, .cache/) into the current directory.
+mkdir -p "$WORK"
+cd "$WORK"
 AGENTKIT_BASE_URL="http://127.0.0.1:$PORT/v1" AGENTKIT_MODEL_NAME=agentkit AGENTKIT_API_KEY=EMPTY \
 AGENTKIT_TOKENIZER="$TOKENIZER" AGENTKIT_OC_DATA="$HERE/data/tiny_choice.jsonl" \
 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
