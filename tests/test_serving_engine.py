@@ -410,3 +410,38 @@ def test_local_specs_with_options_are_served_by_the_engine():
     assert _default_name("hf:/models/internlm2-chat-7b,adapter=a") == "internlm2-chat-7b"
     with pytest.raises(ConfigError, match="serves 'embedded' or 'hf:PATH'"):
         Engine.from_spec("scripted:replies.jsonl")
+
+
+def test_slack_layer_writes_in_place_and_equals_concatenation():
+    import torch
+
+    from agentkit.models.serving.engine import SlackLayer
+
+    layer = SlackLayer(slack=4)
+    prefill = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 5, 8)
+    layer.update(*prefill)
+    expected_k, expected_v = prefill
+    pointers = set()
+    for _ in range(10):
+        step = torch.randn(2, 3, 1, 8), torch.randn(2, 3, 1, 8)
+        keys, values = layer.update(*step)
+        expected_k, expected_v = torch.cat([expected_k, step[0]], -2), torch.cat([expected_v, step[1]], -2)
+        assert torch.equal(keys, expected_k) and torch.equal(values, expected_v)
+        pointers.add(keys.data_ptr())
+    assert len(pointers) < 4  # grown a few times, not copied at every step
+    layer.keys, layer.values = expected_k[:1].clone(), expected_v[:1].clone()  # the engine dropped a row
+    step = torch.randn(1, 3, 1, 8), torch.randn(1, 3, 1, 8)
+    keys, _ = layer.update(*step)
+    assert torch.equal(keys, torch.cat([expected_k[:1], step[0]], -2))
+
+
+def test_auto_dtype_is_bf16_only_where_it_is_faster():
+    import torch
+
+    from agentkit.models.serving.engine import resolve_dtype
+
+    amx = torch.cpu._is_amx_tile_supported()
+    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if amx else torch.float32)
+    assert resolve_dtype("bf16") == torch.bfloat16 and resolve_dtype("float32") == torch.float32
+    with pytest.raises(ConfigError, match="unknown dtype"):
+        resolve_dtype("int4")

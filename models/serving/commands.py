@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         max_queue: int = typer.Option(256, "--max-queue", help="requests waiting beyond the batch; more get 503"),
         max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="default max_tokens of a request"),
         dtype: str = typer.Option("auto", "--dtype",
-                                  help="auto (bf16 where the CPU/GPU runs it natively, else fp32), float32, bfloat16"),
+                                  help="auto (bf16 on GPUs and AMX CPUs, where it is faster; else fp32), float32, bfloat16"),
         protocol: str | None = typer.Option(None, "--protocol",
                                                help="tool-call format: internlm2 (default), openai_tools, react, autogpt"),
         name: str | None = typer.Option(None, "--name", help="model name clients send (default: from --model)"),
