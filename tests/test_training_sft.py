@@ -61,6 +61,7 @@ def test_lora_adapter_saves_small_and_loads_back_through_a_model_spec(tmp_path):
     model.save_pretrained(base_dir)
     tokenizer.save_pretrained(base_dir)
     add_action_tokens(tokenizer, model)
+    start = model.get_input_embeddings().weight[:-4].mean(dim=0).detach().clone()  # the new rows' mean init
     samples = [sft_sample(_conversation(), None, tokenizer)] * 4
     config = SFTRunConfig(output_dir=str(tmp_path / "adapter"), epochs=2, batch_size=4, learning_rate=5e-2,
                           lora_r=4, progress=False, bf16=False)
@@ -71,6 +72,12 @@ def test_lora_adapter_saves_small_and_loads_back_through_a_model_spec(tmp_path):
     meta = json.loads((result.output_dir / ADAPTER_META).read_text())
     assert meta["kind"] == "lora" and meta["added_tokens"] == []  # added before training, not by it
     assert "added_tokens.safetensors" in saved  # the new protocol tokens learned their own rows
+    from safetensors.torch import load_file
+
+    rows = load_file(str(result.output_dir / "added_tokens.safetensors"))
+    moved = (rows["input_rows"] - start).norm(dim=1)
+    # at the LoRA rate two Adam steps move a 32-wide row by at most 2 * 0.05 * sqrt(32) ~ 0.57; the rows get 20x
+    assert moved.min() > 1.0
 
     loaded = load_model(f"hf:{base_dir},adapter={result.output_dir}")
     assert len(loaded.tokenizer) == len(tokenizer)
