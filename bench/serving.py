@@ -5,9 +5,11 @@ concurrency 1, 8 and 32 (``max(C, 8)`` requests, ``C`` in flight). Each line run
 order, because results here depend on what ran earlier in the same process (FACTS.md):
 
 * ``sequential``   – HF ``generate``, one request at a time, fp32 (the no-batching baseline; run once).
-* ``padded batch`` – HF ``generate`` on left-padded batches of ``C`` prompts, bf16 (the best plain batch).
-* ``generate_batch`` – transformers' own continuous batching, bf16, tuned as in FACTS.md.
-* ``agentkit serve`` – our server over HTTP (streaming SSE, one client per request), bf16.
+* ``padded batch`` – HF ``generate`` on left-padded batches of ``C`` prompts (the best plain batch).
+* ``generate_batch`` – transformers' own continuous batching, tuned as in FACTS.md.
+* ``agentkit serve`` – our server over HTTP (streaming SSE, one client per request).
+
+Batched lines share one dtype (``--batch-dtype``, default: bf16 on CPUs with AMX, where it is faster, else fp32).
 
 Prints output tok/s, req/s, TTFT and TPOT p50/p99 and the ratios at the highest concurrency; then a load run of
 ``--load`` concurrent requests through the official ``openai`` SDK (which retries a 503 after Retry-After) and
@@ -216,12 +218,12 @@ def free_port() -> int:
 class Server:
     """``agentkit serve`` in its own process; reads its peak resident memory from /proc."""
 
-    def __init__(self, max_batch_size: int):
+    def __init__(self, max_batch_size: int, dtype: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         agentkit = Path(sys.executable).with_name("agentkit")
         self.process = subprocess.Popen(
-            [str(agentkit), "serve", "--model", "embedded", "--dtype", "bfloat16", "--port", str(self.port),
+            [str(agentkit), "serve", "--model", "embedded", "--dtype", dtype, "--port", str(self.port),
              "--max-batch-size", str(max_batch_size)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -364,28 +366,35 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument("--child", choices=["sequential", "padded", "generate_batch"], help=argparse.SUPPRESS)
     parser.add_argument("--requests", type=int, default=8, help=argparse.SUPPRESS)
-    parser.add_argument("--dtype", default="bfloat16", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-dtype", default="auto",
+                        help="dtype of every batched line (ours included): auto = bf16 on AMX CPUs, else fp32")
+    parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
         return
 
-    print(json.dumps({**machine_info(), **package_versions("torch", "transformers")}))
+    from agentkit.models.serving.engine import resolve_dtype
+
+    batch_dtype = str(resolve_dtype(args.batch_dtype)).removeprefix("torch.")
+    short = {"bfloat16": "bf16", "float32": "fp32"}.get(batch_dtype, batch_dtype)
+    print(json.dumps({**machine_info(), **package_versions("torch", "transformers"), "batch_dtype": batch_dtype,
+                      "mixed": args.mixed}))
     rows: list[tuple[str, int, dict]] = []
     top = max(args.concurrency)
     sequential = None if args.server_only else run_child("sequential", 1, 8, args, "float32")
     for c in [] if args.server_only else args.concurrency:
         n = max(c, 8)
         rows.append(("sequential fp32", c, sequential))
-        rows.append(("padded batch bf16", c, run_child("padded", c, n, args, "bfloat16")))
-        rows.append(("generate_batch bf16", c, run_child("generate_batch", c, n, args, "bfloat16")))
+        rows.append((f"padded batch {short}", c, run_child("padded", c, n, args, batch_dtype)))
+        rows.append((f"generate_batch {short}", c, run_child("generate_batch", c, n, args, batch_dtype)))
         print(f"  baselines at {c} done", file=sys.stderr)
     extra: dict[str, Any] = {}
-    with Server(max_batch_size=top) as server:
+    with Server(max_batch_size=top, dtype=batch_dtype) as server:
         for c in args.concurrency:
             prompts = questions(args.data, max(c, 8))
             limits = token_limits(len(prompts), args.max_new_tokens, args.mixed)
-            rows.append(("agentkit serve bf16", c, asyncio.run(drive(server.url, prompts, c, limits))))
+            rows.append((f"agentkit serve {short}", c, asyncio.run(drive(server.url, prompts, c, limits))))
             if c == top:
                 extra["peak_rss_mib_at_top"] = server.peak_rss_mib()
         if args.load:
@@ -400,7 +409,7 @@ def main() -> None:
              for name, c, r in sorted(rows, key=lambda row: (row[1], row[0]))]
     print(table(headers, lines, markdown=True))
     ours = next(r for n, c, r in rows if n.startswith("agentkit") and c == top)
-    for name in ("sequential fp32", "padded batch bf16", "generate_batch bf16"):
+    for name in ("sequential fp32", f"padded batch {short}", f"generate_batch {short}"):
         base = next((r for n, c, r in rows if n == name and c == top), None)
         if base is None:
             continue
