@@ -59,7 +59,7 @@ class LoopConfig:
     tools_indent: int | None = None
     use_references: bool = True
     max_per_task: int = 2
-    epochs: float = 2.0
+    epochs: float = 1.0
     learning_rate: float | None = None
     lora_r: int = 16
     batch_size: int = 8

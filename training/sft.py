@@ -41,8 +41,8 @@ class SFTRunConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     target_modules: str | list[str] = "all-linear"
-    learning_rate: float | None = None  # None: 1e-3 for LoRA, 2e-5 for full fine-tuning
-    epochs: float = 2.0
+    learning_rate: float | None = None  # None: 2e-3 for LoRA (the measured round), 2e-5 for full fine-tuning
+    epochs: float = 1.0
     batch_size: int = 8
     grad_accum: int = 1
     max_length: int = 768
@@ -62,7 +62,7 @@ class SFTRunConfig:
     def lr(self) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
-        return 2e-5 if self.full else 1e-3
+        return 2e-5 if self.full else 2e-3
 
 
 @dataclass

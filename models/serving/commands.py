@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
                                               help="require 'Authorization: Bearer KEY' on /v1/* "
                                                    "(default: $AGENTKIT_API_KEY, else no key)"),
         max_batch_size: int = typer.Option(32, "--max-batch-size", help="requests decoded together"),
-        max_queue: int = typer.Option(256, "--max-queue", help="requests waiting beyond the batch; more get 503"),
+        max_queue: int = typer.Option(1024, "--max-queue", help="requests waiting beyond the batch; more get 503 "
+                                      "(a waiting request holds only its prompt ids)"),
         max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="default max_tokens of a request"),
         dtype: str = typer.Option("auto", "--dtype",
                                   help="auto (bf16 on GPUs and AMX CPUs, where it is faster; else fp32), float32, bfloat16"),

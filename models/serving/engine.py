@@ -157,7 +157,7 @@ class EngineConfig:
     ``threads`` (torch's, process-wide) applies when :meth:`Engine.from_spec` loads the model."""
 
     max_batch_size: int = 32
-    max_queue: int = 256
+    max_queue: int = 1024  # a waiting request holds only its prompt ids: size it for the expected concurrency
     dtype: str = "auto"
     max_new_tokens: int = 512
     max_prefill_tokens: int = 4096
