@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -86,6 +87,12 @@ def set_threads(threads: int | None = None) -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+def cache_argument(model: Any) -> str:
+    """The forward keyword for a KV cache: transformers 5.x renamed ``past_key_values`` to ``cache``
+    (the old name is removed in 5.40)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _torch_dtype(dtype: str | Any) -> Any:
@@ -405,9 +412,10 @@ class HFModel(CompletionModel):
         finish = "length"
         with torch.inference_mode():
             cache = DynamicCache(config=self.model.config)
+            cache_kw = cache_argument(self.model)
             logits = self.model(
                 input_ids=torch.tensor([ids], dtype=torch.long, device=self.device),
-                past_key_values=cache, use_cache=True, logits_to_keep=1,
+                use_cache=True, logits_to_keep=1, **{cache_kw: cache},
             ).logits[:, -1]
             for step in range(config.max_new_tokens):
                 token = self._pick(logits, config, generator)
@@ -426,7 +434,7 @@ class HFModel(CompletionModel):
                 if step + 1 < config.max_new_tokens:
                     logits = self.model(
                         input_ids=torch.tensor([[token]], dtype=torch.long, device=self.device),
-                        past_key_values=cache, use_cache=True,
+                        use_cache=True, **{cache_kw: cache},
                     ).logits[:, -1]
         text = self._final_text(generated, stops)
         if len(text) > emitted:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import logging
 import threading
@@ -41,7 +40,7 @@ from transformers.cache_utils import DynamicLayer
 from agentkit.errors import AgentkitError, ConfigError
 from agentkit.llm import Completion, CompletionModel, GenerationConfig, MessageChunk
 from agentkit.messages import Message
-from agentkit.models.hf import DTYPES, _find_stop, _held_back
+from agentkit.models.hf import DTYPES, _find_stop, _held_back, cache_argument
 from agentkit.models.serving.metrics import EngineMetrics
 from agentkit.protocols.base import Protocol
 from agentkit.toolspec import ToolSpec
@@ -359,9 +358,7 @@ class Engine:
         self.model_name = model_name
         self.device = self.model.device
         self._check_cache_layers()
-        # transformers 5.x renamed ``past_key_values`` to ``cache`` (the old name goes in 5.40)
-        forward_params = inspect.signature(self.model.forward).parameters
-        self._cache_kw = "cache" if "cache" in forward_params else "past_key_values"
+        self._cache_kw = cache_argument(self.model)
         eos = getattr(model.generation_config, "eos_token_id", None)
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if tokenizer.eos_token_id is not None:
