@@ -81,6 +81,19 @@ def read_trajectories(path: str | Path, *, strict: bool = False) -> Iterator[Tra
                     raise ValueError(f"{path}:{number}: not a trajectory record: {exc.errors()[0]['msg']}") from None
 
 
+def atomic_save_figure(figure, path: Path) -> Path:
+    """Save a matplotlib figure as PNG so readers see the old image or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        figure.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old file or the new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)

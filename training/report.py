@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentkit.trajectory import TrajectoryRecord, atomic_write_text
+from agentkit.trajectory import TrajectoryRecord, atomic_save_figure, atomic_write_text
 
 __all__ = ["EvalScores", "score_records", "write_report"]
 
@@ -125,8 +125,7 @@ def _chart(path: Path, title: str, before: EvalScores, rounds: Sequence[tuple[st
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_save_figure(fig, path)
+    finally:
+        plt.close(fig)

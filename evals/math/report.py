@@ -12,15 +12,13 @@ Files are replaced atomically, so a reader never sees half a report.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from agentkit.evals.math.runner import ProblemResult
-from agentkit.trajectory import atomic_write_text
+from agentkit.trajectory import atomic_save_figure, atomic_write_text
 
 
 class MathReport(BaseModel):
@@ -111,14 +109,7 @@ def write_chart(report: MathReport, path: str | Path, title: str = "Math eval") 
     ends.set_title("outcomes", fontsize=9)
     fig.suptitle(f"{title} (n={report.problems})")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".png", dir=target.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    return atomic_save_figure(fig, target)
 
 
 def write_report(results: Sequence[ProblemResult], out: str | Path, title: str = "Math eval") -> MathReport:

@@ -6,8 +6,6 @@ reason and understand scores move with it (T-Eval itself uses all-mpnet-base-v2)
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from statistics import fmean
@@ -17,7 +15,7 @@ from pydantic import BaseModel
 
 from agentkit.evals.teval.data import DIMENSIONS
 from agentkit.evals.teval.scoring import dimension_scores
-from agentkit.trajectory import atomic_write_text
+from agentkit.trajectory import atomic_save_figure, atomic_write_text
 
 __all__ = ["FileReport", "TEvalReport", "build_report", "write_chart", "write_report"]
 
@@ -100,14 +98,7 @@ def write_chart(report: TEvalReport, path: str | Path, title: str = "T-Eval v1")
     parse_ax.tick_params(axis="y", labelsize=8)
     fig.suptitle(f"{title} · {report.model}")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".png", dir=target.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    return atomic_save_figure(fig, target)
 
 
 def write_report(report: TEvalReport, out: str | Path, title: str = "T-Eval v1") -> TEvalReport:
