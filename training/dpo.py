@@ -23,7 +23,7 @@ from agentkit.errors import ConfigError
 from agentkit.messages import Message
 from agentkit.protocols.base import Protocol
 from agentkit.training.data import preference_pair
-from agentkit.training.sft import ADAPTER_META, added_token_ids, bf16_supported, save_added_rows
+from agentkit.training.sft import ADAPTER_META, added_token_ids, save_added_rows
 from agentkit.trajectory import TrajectoryRecord
 
 __all__ = ["DPORunConfig", "DPOResult", "preference_pairs", "train_dpo"]
@@ -101,12 +101,14 @@ def train_dpo(model: Any, tokenizer: Any, pairs: Sequence[dict[str, str]], confi
     from peft import LoraConfig, PeftModel
     from trl import DPOConfig, DPOTrainer
 
+    from agentkit.models.hf import bf16_is_fast
+
     if not pairs:
         raise ConfigError("no preference pairs: DPO needs tasks with both a successful and a failed run "
                           "(collect more samples per task, or with a higher temperature)")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    bf16 = bf16_supported() if config.bf16 is None else config.bf16
+    bf16 = bf16_is_fast(model.device) if config.bf16 is None else config.bf16
     out = Path(config.output_dir)
     args = DPOConfig(
         output_dir=str(out / "checkpoints"), per_device_train_batch_size=config.batch_size,

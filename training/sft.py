@@ -21,7 +21,7 @@ from typing import Any
 from agentkit.errors import ConfigError
 from agentkit.training.data import SFTSample, add_action_tokens, to_dataset
 
-__all__ = ["ADAPTER_META", "ADDED_TOKENS_FILE", "SFTRunConfig", "SFTResult", "added_token_ids", "bf16_supported",
+__all__ = ["ADAPTER_META", "ADDED_TOKENS_FILE", "SFTRunConfig", "SFTResult", "added_token_ids",
            "save_added_rows", "train_sft"]
 
 #: File next to a saved adapter that says how it was made.
@@ -48,7 +48,7 @@ class SFTRunConfig:
     max_length: int = 768
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
-    bf16: bool | None = None  # None: when the CPU/GPU supports it
+    bf16: bool | None = None  # None: where bf16 is faster (agentkit.models.hf.bf16_is_fast)
     #: learning-rate multiplier for the added tokens' embedding rows (LoRA only). At the LoRA rate a mean-initialised
     #: row moves ~0.15 in norm in one epoch (rows have norm ~3 in SmolLM2): the model learned the JSON of a call
     #: but never wrote <|action_start|>. The rows need a much larger rate than the low-rank matrices.
@@ -84,19 +84,6 @@ class SFTResult:
     @property
     def last_loss(self) -> float:
         return self.losses[-1] if self.losses else math.nan
-
-
-def bf16_supported() -> bool:
-    """Whether bf16 math is fast here: a CUDA device with bf16, or a CPU with AMX / AVX-512 BF16."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def _peft_config(config: SFTRunConfig) -> Any:
@@ -155,6 +142,8 @@ def train_sft(model: Any, tokenizer: Any, samples: Sequence[SFTSample], config: 
 
     from trl import SFTConfig, SFTTrainer
 
+    from agentkit.models.hf import bf16_is_fast
+
     if not samples:
         raise ConfigError("no SFT samples: the loop found no successful or reference trajectories to learn from")
     added = add_action_tokens(tokenizer, model)
@@ -165,7 +154,7 @@ def train_sft(model: Any, tokenizer: Any, samples: Sequence[SFTSample], config: 
                           "after add_action_tokens()")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    bf16 = bf16_supported() if config.bf16 is None else config.bf16
+    bf16 = bf16_is_fast(model.device) if config.bf16 is None else config.bf16
     out = Path(config.output_dir)
     args = SFTConfig(
         output_dir=str(out / "checkpoints"),

@@ -40,7 +40,7 @@ from transformers.cache_utils import DynamicLayer
 from agentkit.errors import AgentkitError, ConfigError
 from agentkit.llm import Completion, CompletionModel, GenerationConfig, MessageChunk
 from agentkit.messages import Message
-from agentkit.models.hf import DTYPES, _find_stop, _held_back, cache_argument
+from agentkit.models.hf import DTYPES, _find_stop, _held_back, bf16_is_fast, cache_argument
 from agentkit.models.serving.metrics import EngineMetrics
 from agentkit.protocols.base import Protocol
 from agentkit.toolspec import ToolSpec
@@ -128,10 +128,7 @@ def is_local_spec(spec: str) -> bool:
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
-    """``auto`` is bf16 where it is faster: GPUs with bf16, and CPUs with AMX tiles. Elsewhere fp32.
-
-    AVX512-BF16 alone is not enough: on such a CPU here bf16 matmuls of the embedded model were slower than fp32
-    (110 against 88 ms per 32-row step), while AMX machines run them about 7x faster (FACTS.md)."""
+    """``auto`` is bf16 where it is faster (:func:`~agentkit.models.hf.bf16_is_fast`), else fp32."""
     if isinstance(dtype, torch.dtype):
         return dtype
     name = dtype.lower()
@@ -140,13 +137,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") 
             return DTYPES[name]
         except KeyError:
             raise ConfigError(f"unknown dtype {dtype!r}: use auto, {', '.join(k for k in DTYPES if k != 'auto')}") from None
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if kind == "cpu":
-        amx = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
-        return torch.bfloat16 if amx is not None and amx() else torch.float32
-    return torch.float32
+    return torch.bfloat16 if bf16_is_fast(device) else torch.float32
 
 
 @dataclass
