@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile | $(BIN)/python
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/agentkit run "What is 12 * 7? Use the calculator." --model embedded --tools calculator --checkpoint none
+	$(BIN)/agentkit run "What is 12 * 7? Use the calculator." --model embedded --agent internlm2 --tools calculator --checkpoint none
 
 # The UI's browser test drives Debian's chromium through Playwright (never `playwright install`: no CDN here).
 browser:

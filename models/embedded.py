@@ -165,18 +165,28 @@ def _convert(gguf: Path, out: Path) -> None:
 
 def load_embedded(*, dtype: str | Any = "auto", protocol: Protocol | str | None = None,
                   cache_dir: str | os.PathLike[str] | None = None, device: str = "cpu",
-                  threads: int | None = None, adapter: str | os.PathLike[str] | None = None) -> HFModel:
+                  threads: int | None = None, adapter: str | os.PathLike[str] | None = None,
+                  tuned: bool = True) -> HFModel:
     """SmolLM2-135M-Instruct as an :class:`~agentkit.models.hf.HFModel` (first call converts and caches it).
+
+    ``tuned`` (the ``embedded`` spec) merges agentkit's shipped tool-use adapter, trained by ``agentkit train
+    loop`` to call tools in the InternLM2 protocol (its model card: ``agentkit/models/adapters/
+    smollm2-135m-tooluse/README.md``); ``tuned=False`` (``embedded-base``) is the model as released.
+    ``adapter`` merges a LoRA directory saved by ``agentkit train`` on top.
 
     ``dtype="auto"`` is float32, the dequantized weights as they are: portable, and greedy output does
     not depend on what else is in the batch. ``"bfloat16"`` is about 2x faster on CPUs with AMX (one
-    stream: 46 against 23 tok/s here; a batch of 8: 214 against 103) but its greedy text can change
-    with batch composition, and it is slow on CPUs without bf16 support.
-    ``adapter`` merges a LoRA directory saved by ``agentkit train`` (see ``HFModel.from_pretrained``).
+    stream: 46 against 23 tok/s there; a batch of 8: 214 against 103) but its greedy text can change
+    with batch composition, and it is slower than fp32 on CPUs without AMX.
     """
     directory = ensure_embedded_cache(cache_dir)
     from agentkit.models.hf import HFModel
+    from agentkit.models.lora import shipped_adapter
 
-    name = f"embedded:{EMBEDDED_ID}" + (f"+{Path(adapter).name}" if adapter is not None else "")
+    adapters: list[str | os.PathLike[str]] = [shipped_adapter()] if tuned else []
+    if adapter is not None:
+        adapters.append(adapter)
+    name = f"embedded:{EMBEDDED_ID}" + ("+tooluse" if tuned else "")
+    name += f"+{Path(adapter).name}" if adapter is not None else ""
     return HFModel.from_pretrained(directory, dtype=dtype, device=device, protocol=protocol, threads=threads,
-                                   model_name=name, adapter=adapter)
+                                   model_name=name, adapter=adapters or None)

@@ -48,6 +48,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 import agentkit.models.internlm2.modeling  # noqa: F401  InternLM2 checkpoints load with no remote code
+from agentkit.models.lora import apply_adapter
 
 __all__ = ["DTYPES", "HFModel", "bf16_is_fast", "cache_argument", "set_threads"]
 
@@ -146,48 +147,6 @@ def _resolve_source(path: str | os.PathLike[str], gguf_file: str | None) -> tupl
     return p, None
 
 
-def _apply_adapter(model: Any, tokenizer: Any, adapter: Path) -> tuple[Any, Any]:
-    """Merge a peft adapter into ``model``; the adapter's tokenizer wins when it saved one.
-
-    The embeddings grow to the adapter tokenizer's size first, so rows the adapter trained for added
-    tokens (peft ``trainable_token_indices``) land on matching ids.
-    """
-    if not (adapter / "adapter_config.json").is_file():
-        hint = (" it holds a full checkpoint: load it as hf:" + str(adapter) if (adapter / "config.json").is_file()
-                else " pass the directory a training run saved (with adapter_config.json)")
-        raise ConfigError(f"{str(adapter)!r} is not a LoRA adapter directory:{hint}")
-    try:
-        from peft import PeftModel
-    except ImportError as exc:
-        raise ConfigError("loading an adapter needs peft: run pip install 'agentkit[train]'") from exc
-    if (adapter / "tokenizer_config.json").is_file():
-        with _quiet_progress():
-            tokenizer = AutoTokenizer.from_pretrained(adapter)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    rows_file = adapter / "added_tokens.safetensors"  # embedding rows trained for tokens the adapter added
-    if rows_file.is_file():
-        from safetensors.torch import load_file
-
-        rows = load_file(str(rows_file))
-        ids = rows["ids"]
-        if int(ids.max()) >= model.get_input_embeddings().weight.shape[0]:
-            raise ConfigError(f"{rows_file} has rows for token ids this tokenizer does not have: "
-                              "keep the tokenizer files the training run saved next to the adapter")
-        with torch.no_grad():
-            inputs = model.get_input_embeddings().weight
-            inputs[ids] = rows["input_rows"].to(inputs.dtype)
-            head = model.get_output_embeddings()
-            if "output_rows" in rows and head is not None and head.weight is not inputs:
-                head.weight[ids] = rows["output_rows"].to(head.weight.dtype)
-    try:
-        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    except (ValueError, RuntimeError, KeyError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"adapter {str(adapter)!r} does not fit this model: {detail}") from exc
-    return merged, tokenizer
-
-
 class _StopTracker(StoppingCriteria):
     """Per-row stopping for batched ``generate``: records when each row hits EOS or a stop string.
 
@@ -272,11 +231,12 @@ class HFModel(CompletionModel):
     def from_pretrained(cls, path: str | os.PathLike[str], *, dtype: str | Any = "auto", device: str = "cpu",
                         gguf_file: str | None = None, protocol: Protocol | str | None = None,
                         threads: int | None = None, model_name: str | None = None,
-                        adapter: str | os.PathLike[str] | None = None) -> HFModel:
+                        adapter: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None
+                        ) -> HFModel:
         """Load a checkpoint directory or a ``.gguf`` file (dequantized to ``dtype`` on load).
 
-        ``adapter`` is a LoRA directory saved by ``agentkit.training`` (or any peft adapter): its tokenizer
-        (with the protocol tokens it added) replaces the base one and the adapter is merged into the weights.
+        ``adapter`` is a LoRA directory saved by ``agentkit.training`` (or any peft adapter), or several
+        applied in order: each is merged into the weights and brings the protocol tokens it added.
 
         ``threads`` sets torch's thread count for the whole process (default: one per core).
         ``protocol`` is a :class:`Protocol` or a name from ``agentkit.protocols.PROTOCOLS``.
@@ -291,9 +251,11 @@ class HFModel(CompletionModel):
         except (OSError, ValueError, KeyError) as exc:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"could not load a causal LM from {str(path)!r}: {detail}") from exc
-        if adapter is not None:
-            model, tokenizer = _apply_adapter(model, tokenizer, Path(adapter).expanduser())
-            model = model.to(torch_dtype) if torch_dtype != "auto" else model
+        adapters = [] if adapter is None else [adapter] if isinstance(adapter, (str, os.PathLike)) else adapter
+        for one in adapters:
+            model, tokenizer = apply_adapter(model, tokenizer, one)
+        if adapters and torch_dtype != "auto":
+            model = model.to(torch_dtype)
         try:
             model.to(device)
         except (RuntimeError, AssertionError) as exc:

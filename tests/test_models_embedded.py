@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import time
 from pathlib import Path
 
@@ -105,13 +106,13 @@ def test_real_embedded_model_converts_once_then_loads_fast(tmp_path_factory, cap
 
     cache = tmp_path_factory.mktemp("agentkit-cache")
     started = time.perf_counter()
-    first = embedded.load_embedded(cache_dir=cache, protocol=ChatML())
+    first = embedded.load_embedded(cache_dir=cache, protocol=ChatML(), tuned=False)
     first_s = time.perf_counter() - started
     target = embedded.embedded_cache_dir(cache)
     for name in ("model.safetensors", "config.json", "tokenizer.json", "agentkit-embedded.json"):
         assert (target / name).is_file(), name
     started = time.perf_counter()
-    second = embedded.load_embedded(cache_dir=cache, protocol=ChatML())
+    second = embedded.load_embedded(cache_dir=cache, protocol=ChatML(), tuned=False)
     second_s = time.perf_counter() - started
     with capsys.disabled():
         print(f"\n[embedded] first load (dequantize + cache) {first_s:.1f} s, second load {second_s:.2f} s")
@@ -158,3 +159,46 @@ def test_load_model_embedded_spec():
     assert isinstance(model, HFModel) and model.model_name.startswith("embedded:")
     reply = model.generate([Message.user("Say hi.")], config=GenerationConfig(max_new_tokens=8))
     assert reply.usage.completion_tokens >= 1
+
+
+@pytest.mark.slow
+def test_embedded_is_the_base_model_with_the_shipped_tool_use_adapter():
+    """``embedded`` = ``embedded-base`` + the adapter in agentkit/models/adapters, protocol tokens included."""
+    _wheel_or_skip()
+    torch = pytest.importorskip("torch")
+    from agentkit.models import load_model
+    from agentkit.models.lora import ADAPTER_META, shipped_adapter
+
+    shipped = shipped_adapter()
+    size = sum(p.stat().st_size for p in shipped.iterdir())
+    assert size < 8_000_000  # bf16 LoRA weights + four embedding rows, no tokenizer copy
+    assert not (shipped / "tokenizer.json").exists()
+    card = (shipped / "README.md").read_text()
+    assert "agentkit train loop --model embedded-base" in card and "| tool-call validity |" in card
+    meta = json.loads((shipped / ADAPTER_META).read_text())
+    assert meta["added_tokens"] == ["<|action_start|>", "<|action_end|>", "<|plugin|>", "<|interpreter|>"]
+
+    base, tuned = load_model("embedded-base"), load_model("embedded")
+    assert base.model_name == "embedded:smollm2-135m-instruct"
+    assert tuned.model_name == "embedded:smollm2-135m-instruct+tooluse"
+    assert "<|action_start|>" not in base.tokenizer.get_vocab()
+    ids = tuned.tokenizer("<|action_start|><|plugin|>", add_special_tokens=False)["input_ids"]
+    assert ids == [49152, 49154]
+    base_q = base.model.model.layers[0].self_attn.q_proj.weight
+    tuned_q = tuned.model.model.layers[0].self_attn.q_proj.weight
+    assert base_q.shape == tuned_q.shape and not torch.equal(base_q, tuned_q)  # LoRA merged
+    assert tuned.model.get_input_embeddings().weight.shape[0] == 49156
+    assert not any("lora" in name for name, _ in tuned.model.named_parameters())  # merged, not wrapped
+
+
+@pytest.mark.slow
+def test_embedded_model_calls_the_calculator_in_the_demo():
+    """What ``make demo`` runs: the InternLM2 agent on ``embedded`` calls the built-in calculator."""
+    _wheel_or_skip()
+    from agentkit import create_agent
+
+    agent = create_agent("internlm2", "embedded", tools=["calculator"], checkpointer=None)
+    result = agent.run("What is 12 * 7? Use the calculator.")
+    calls = [c for m in result.messages if m.role == "assistant" for c in m.tool_calls]
+    assert [c.name for c in calls][:1] == ["calculator"]
+    assert "84" in result.answer

@@ -400,15 +400,16 @@ def test_embedded_model_batches_in_bf16():
 
 
 def test_local_specs_with_options_are_served_by_the_engine():
-    from agentkit.models.serving.engine import is_local_spec
+    from agentkit.models import is_local_spec
     from agentkit.models.serving.server import _default_name
 
     assert is_local_spec("embedded") and is_local_spec("embedded,adapter=runs/r1/adapter")
+    assert is_local_spec("embedded-base") and not is_local_spec("embedded-tuned")
     assert is_local_spec("hf:./ckpt") and is_local_spec("hf:./ckpt,adapter=a")
     assert not is_local_spec("hf:") and not is_local_spec("scripted:x.jsonl") and not is_local_spec("openai:u#m")
     assert _default_name("embedded,adapter=runs/r1/adapter") == "embedded"
     assert _default_name("hf:/models/internlm2-chat-7b,adapter=a") == "internlm2-chat-7b"
-    with pytest.raises(ConfigError, match="serves 'embedded' or 'hf:PATH'"):
+    with pytest.raises(ConfigError, match="serves 'embedded', 'embedded-base' or 'hf:PATH'"):
         Engine.from_spec("scripted:replies.jsonl")
 
 

@@ -14,11 +14,11 @@ pytestmark = pytest.mark.slow
 def test_a_small_round_on_the_embedded_model(tmp_path):
     from agentkit.models import load_model
     from agentkit.training.loop import LoopConfig, run_loop
-    from agentkit.training.sft import ADAPTER_META
+    from agentkit.models.lora import ADAPTER_META
 
-    config = LoopConfig(out=str(tmp_path), model="embedded", task_options={"per_kind": 4}, samples=1,
+    config = LoopConfig(out=str(tmp_path), model="embedded-base", task_options={"per_kind": 4}, samples=1,
                         train_limit=5, eval_limit=5, max_new_tokens=24, max_steps=2, epochs=3, batch_size=4,
-                        rollout_dtype="bf16", progress=False)
+                        progress=False)
     result = run_loop(config, log=lambda line: None)
     adapter = tmp_path / "round1" / "adapter"
     meta = json.loads((adapter / ADAPTER_META).read_text())
@@ -28,7 +28,7 @@ def test_a_small_round_on_the_embedded_model(tmp_path):
     assert size < 30_000_000  # LoRA + four embedding rows, not a copy of the model
     assert result.before.runs == result.rounds[0][1].runs == 5
 
-    tuned = load_model(f"embedded,adapter={adapter}")
+    tuned = load_model(f"embedded-base,adapter={adapter}")
     assert tuned.tokenizer.convert_tokens_to_ids("<|action_start|>") == 49152
     ids = tuned.tokenizer("<|action_start|><|plugin|>", add_special_tokens=False)["input_ids"]
     assert len(ids) == 2 and tuned.model.get_input_embeddings().weight.shape[0] == 49156

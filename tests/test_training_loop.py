@@ -72,3 +72,27 @@ def test_collect_resumes_inside_the_stage(tiny_spec, tmp_path):
     second = _run_tasks(config, task_set, task_set.tasks[:2], path, None, 2, 0.8, "collect")
     assert len(first) == len(second) == 4
     assert path.read_text().splitlines()[:3] == lines[:3]
+
+
+def test_prompt_variants_change_the_prompt_never_the_reply():
+    """A varied sample keeps every assistant turn and the tools it calls; only tool list, wording and system
+    prompt move."""
+    import random
+
+    from agentkit.training.loop import _reference_record, vary_prompt
+    from agentkit.training.tasks import load_task_set
+
+    task_set = load_task_set("tooluse", per_kind=3)
+    two_step = next(t for t in task_set.tasks if t.kind == "two_step")
+    record = _reference_record(two_step, task_set, "internlm2")
+    seen_subsets, seen_wordings, dropped_system = set(), set(), 0
+    for seed in range(40):
+        varied = vary_prompt(record, random.Random(seed), task_set.spec_variants)
+        names = [t["name"] for t in varied.tools]
+        assert {"inventory", "calculator"} <= set(names) and len(names) == len(set(names))
+        assert [m for m in varied.messages if m.role != "system"] == [m for m in record.messages if m.role != "system"]
+        seen_subsets.add(tuple(sorted(names)))
+        seen_wordings.add(next(t["description"] for t in varied.tools if t["name"] == "calculator"))
+        dropped_system += varied.messages[0].role != "system"
+    assert len(seen_subsets) == 2 and len(seen_wordings) == 2 and 5 < dropped_system < 35
+    assert record.tools == _reference_record(two_step, task_set, "internlm2").tools  # the original is untouched

@@ -12,7 +12,7 @@ train_app = typer.Typer(help="Train a model to use tools from its own agent traj
 
 @train_app.command("loop")
 def loop(
-    model: str = typer.Option("embedded", "--model", "-m", help="model spec: embedded or hf:PATH"),
+    model: str = typer.Option("embedded", "--model", "-m", help="model spec: embedded, embedded-base or hf:PATH"),
     tasks: str = typer.Option("tooluse", "--tasks", help="task set: tooluse or gsm8k"),
     rounds: int = typer.Option(1, "--rounds", min=1, help="collect → train → eval rounds"),
     samples: int = typer.Option(4, "--samples", "-k", min=1, help="sampled runs per train task"),
@@ -24,7 +24,7 @@ def loop(
     temperature: float = typer.Option(0.8, "--temperature", min=0.0, help="sampling temperature for collection"),
     epochs: float = typer.Option(1.0, "--epochs", help="SFT epochs"),
     lr: Optional[float] = typer.Option(None, "--lr", help="learning rate (default 2e-3 LoRA, 2e-5 full)"),
-    lora_r: int = typer.Option(16, "--lora-r", help="LoRA rank"),
+    lora_r: int = typer.Option(8, "--lora-r", help="LoRA rank"),
     full: bool = typer.Option(False, "--full", help="full fine-tuning instead of LoRA"),
     dpo: bool = typer.Option(False, "--dpo", help="also run DPO on (successful, failed) pairs after SFT"),
     no_references: bool = typer.Option(False, "--no-references",
@@ -86,6 +86,21 @@ def sft_command(
                        SFTRunConfig(output_dir=out, epochs=epochs, learning_rate=lr, full=full))
     typer.echo(f"saved {result.output_dir} ({result.steps} steps, "
                f"loss {result.first_loss:.3f} -> {result.last_loss:.3f})")
+
+
+@train_app.command("ship")
+def ship_command(
+    run: str = typer.Argument(..., help="a finished loop run directory (the --out of agentkit train loop)"),
+    out: str = typer.Option(..., "--out", "-o", help="where to write the shippable adapter directory"),
+    force: bool = typer.Option(False, "--force", help="ship even if the adapter did not beat the base model"),
+) -> None:
+    """Package a loop run's adapter (bf16 weights, added token rows, model card) to load as MODEL,adapter=DIR."""
+    from agentkit.training.ship import ship_adapter
+
+    shipped = ship_adapter(run, out, force=force)
+    typer.echo(f"wrote {shipped.path} ({shipped.bytes / 1e6:.1f} MB): success {100 * shipped.before.success:.1f}% -> "
+               f"{100 * shipped.after.success:.1f}%, tool-call validity {100 * shipped.before.validity:.1f}% -> "
+               f"{100 * shipped.after.validity:.1f}%")
 
 
 def register(app: typer.Typer) -> None:

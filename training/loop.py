@@ -18,6 +18,7 @@ rounds so far, so rounds never stack adapters.
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from agentkit.training.rollout import CollectOptions, collect
 from agentkit.training.tasks import Task, TaskSet, load_task_set
 from agentkit.trajectory import TrajectoryRecord, append_trajectory, atomic_write_text, read_trajectories
 
-__all__ = ["LoopConfig", "LoopResult", "run_loop"]
+__all__ = ["LoopConfig", "LoopResult", "run_loop", "vary_prompt"]
 
 
 @dataclass
@@ -56,12 +57,17 @@ class LoopConfig:
     max_steps: int = 4
     max_batch: int = 32
     rollout_dtype: str = "auto"
-    tools_indent: int | None = None
+    #: the tool list's JSON indent in prompts: 4 is what the InternLM2 agent renders at run time, so a trained
+    #: adapter sees the same prompt in ``create_agent("internlm2", ...)`` as in training (None is ~25% shorter)
+    tools_indent: int | None = 4
+    #: share of SFT samples rendered under a varied prompt (see ``vary_prompt``), so the model calls tools
+    #: outside the curriculum's exact prompt too (another tool list, no system prompt)
+    prompt_variants: float = 0.5
     use_references: bool = True
     max_per_task: int = 2
     epochs: float = 1.0
     learning_rate: float | None = None
-    lora_r: int = 16
+    lora_r: int = 8
     batch_size: int = 8
     full: bool = False
     dpo: bool = False
@@ -219,6 +225,25 @@ def select_sft_records(records: list[TrajectoryRecord], tasks: list[Task], task_
     return out
 
 
+def vary_prompt(record: TrajectoryRecord, rng: random.Random,
+                spec_variants: dict[str, list[Any]] | None = None) -> TrajectoryRecord:
+    """The same conversation under another prompt: the tools in another order (half the time only those it
+    calls, or one it does not need), sometimes another wording of a tool's spec, and half the time without
+    the system prompt. What the assistant says is unchanged, so the label stays right."""
+    tools = list(record.tools)
+    if tools and rng.random() < 0.5:
+        used = {call.name for call in record.tool_calls}
+        tools = [t for t in tools if t.get("name") in used] or [rng.choice(tools)]
+    rng.shuffle(tools)
+    variants = spec_variants or {}
+    tools = [rng.choice(variants[t["name"]]).model_dump() if variants.get(t.get("name")) and rng.random() < 0.5
+             else t for t in tools]
+    messages = list(record.messages)
+    if messages and messages[0].role == "system" and rng.random() < 0.5:
+        messages = messages[1:]
+    return record.model_copy(update={"tools": tools, "messages": messages})
+
+
 def run_loop(config: LoopConfig, log: Callable[[str], None] = print) -> LoopResult:
     """Run (or resume) the loop described by ``config``; see the module docstring for what it writes."""
     if config.rounds < 1 or config.samples < 1:
@@ -290,7 +315,14 @@ def _build(config: LoopConfig, records: list[TrajectoryRecord], train: list[Task
     tokenizer = load_model(config.model).tokenizer
     add_action_tokens(tokenizer)
     protocol = config.protocol()
-    samples = [sft_sample_from_record(r, tokenizer, protocol, max_length=1024) for r in chosen]
+
+    def prompt_of(record: TrajectoryRecord) -> TrajectoryRecord:
+        rng = random.Random(f"{config.seed}-{record.meta.get('task_id')}-{record.meta.get('sample', 'reference')}")
+        if rng.random() < config.prompt_variants:
+            return vary_prompt(record, rng, task_set.spec_variants)
+        return record
+
+    samples = [sft_sample_from_record(prompt_of(r), tokenizer, protocol, max_length=1024) for r in chosen]
     target = folder / "sft_data"
     if target.exists():
         shutil.rmtree(target)

@@ -19,16 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from agentkit.errors import ConfigError
+from agentkit.models.lora import ADAPTER_META, ADDED_TOKENS_FILE
 from agentkit.training.data import SFTSample, add_action_tokens, to_dataset
 
 __all__ = ["ADAPTER_META", "ADDED_TOKENS_FILE", "SFTRunConfig", "SFTResult", "added_token_ids",
            "save_added_rows", "train_sft"]
 
-#: File next to a saved adapter that says how it was made.
-ADAPTER_META = "agentkit-adapter.json"
-#: Trained embedding rows of the added tokens (``ids``, ``input_rows``, optionally ``output_rows``), read by
-#: ``load_model(..., adapter=...)``.
-ADDED_TOKENS_FILE = "added_tokens.safetensors"
 
 
 @dataclass
@@ -37,8 +33,8 @@ class SFTRunConfig:
 
     output_dir: str
     full: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
+    lora_r: int = 8
+    lora_alpha: int = 16
     lora_dropout: float = 0.0
     target_modules: str | list[str] = "all-linear"
     learning_rate: float | None = None  # None: 2e-3 for LoRA (the measured round), 2e-5 for full fine-tuning

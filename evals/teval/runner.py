@@ -143,9 +143,9 @@ def run_kinds(config: TEvalConfig, model: ChatModel | None = None, embedder: Emb
     loaded = {kind: load_samples(path, kind, config.limit) for kind, path in files.items()}
     embedder = embedder or load_embedder(config.embedder)
     if model is None:
-        from agentkit.models import load_model
+        from agentkit.models import is_local_spec, load_model
 
-        local = config.model == "embedded" or config.model.startswith("hf:")
+        local = is_local_spec(config.model)
         if config.dtype and not local:
             raise ConfigError(f"--dtype applies to local models (embedded, hf:PATH), not {config.model!r}")
         model = load_model(config.model, **({"dtype": config.dtype} if config.dtype else {}))

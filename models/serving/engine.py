@@ -40,6 +40,7 @@ from transformers.cache_utils import DynamicLayer
 from agentkit.errors import AgentkitError, ConfigError
 from agentkit.llm import Completion, CompletionModel, GenerationConfig, MessageChunk
 from agentkit.messages import Message
+from agentkit.models import is_local_spec
 from agentkit.models.hf import DTYPES, _find_stop, _held_back, bf16_is_fast, cache_argument
 from agentkit.models.serving.metrics import EngineMetrics
 from agentkit.protocols.base import Protocol
@@ -54,7 +55,6 @@ __all__ = [
     "RequestHandle",
     "SamplingParams",
     "SlackLayer",
-    "is_local_spec",
     "new_cache",
     "resolve_dtype",
 ]
@@ -119,12 +119,6 @@ def new_cache(config: Any) -> DynamicCache:
     cache = DynamicCache(config=config)
     cache.layers = [SlackLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
     return cache
-
-
-def is_local_spec(spec: str) -> bool:
-    """Whether ``spec`` names a model this engine loads (``embedded``, ``hf:PATH``, either with ``,adapter=``)."""
-    kind, _, rest = spec.split(",")[0].partition(":")
-    return (kind == "embedded" and not rest) or (kind == "hf" and bool(rest))
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
@@ -384,7 +378,7 @@ class Engine:
         config = config or EngineConfig()
         dtype = resolve_dtype(config.dtype, config.device)
         if not is_local_spec(spec):
-            raise ConfigError(f"the engine serves 'embedded' or 'hf:PATH' models, not {spec!r}")
+            raise ConfigError(f"the engine serves 'embedded', 'embedded-base' or 'hf:PATH' models, not {spec!r}")
         from agentkit.models import load_model
 
         loaded = load_model(spec, dtype=dtype, protocol=protocol, device=config.device, threads=config.threads)

@@ -39,7 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agentkit.errors import AgentkitError, ConfigError
 from agentkit.llm import ChatModel, Completion, CompletionModel, GenerationConfig, _iterate_in_thread
 from agentkit.messages import INTERPRETER_TOOL_NAME, Message
-from agentkit.models.serving.engine import Engine, EngineClosed, EngineConfig, EngineModel, QueueFull, is_local_spec
+from agentkit.models import EMBEDDED_SPECS, is_local_spec
+from agentkit.models.serving.engine import Engine, EngineClosed, EngineConfig, EngineModel, QueueFull
 from agentkit.models.serving.metrics import Counter, Registry
 from agentkit.toolspec import ToolSpec
 
@@ -536,7 +537,7 @@ def _default_name(spec: str) -> str:
     kind, _, rest = spec.split(",")[0].partition(":")
     if kind == "hf" and rest:
         return Path(rest).expanduser().name or rest
-    return kind if kind == "embedded" else spec
+    return kind if kind in EMBEDDED_SPECS else spec
 
 
 def serve(spec: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None, *,

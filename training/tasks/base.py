@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentkit.messages import Message
-from agentkit.toolspec import Tool
+from agentkit.toolspec import Tool, ToolSpec
 
 __all__ = ["Task", "TaskSet", "Verdict", "numbers_in", "numeric_match", "split_tasks"]
 
@@ -116,6 +116,9 @@ class TaskSet:
     tasks: list[Task]
     make_tools: Callable[[], list[Tool]]
     system_prompt: str | None = None
+    #: other specs of the same tools (by tool name), e.g. agentkit's built-in calculator with its longer
+    #: description: training prompts sometimes show these, so the model does not learn one wording only
+    spec_variants: dict[str, list[ToolSpec]] = field(default_factory=dict)
     #: release resources the tools hold (an interpreter kernel); called once the set is done with
     close: Callable[[], None] | None = None
 

@@ -131,17 +131,23 @@ def tooluse_tasks(per_kind: int = 60, seed: int = 0) -> list[Task]:
         tasks.append(Task(id=f"{kind}-{i:04d}", question=question, answer=answer, kind=kind,
                           reference=_reference(tools, steps, final), **kw))
 
-    for i in range(per_kind):
-        form = i % 3
+    for i in range(per_kind):  # worded and symbolic forms, so "What is 12 * 7?" is not a new kind of question
+        form = i % 5
         if form == 0:
             a, b = rng.randint(12, 999), rng.randint(12, 99)
             expr, q = f"{a} * {b}", f"What is {a} times {b}?"
         elif form == 1:
             a, b, c = rng.randint(1000, 9999), rng.randint(1000, 9999), rng.randint(100, 999)
             expr, q = f"{a} + {b} - {c}", f"Compute {a} + {b} - {c}."
-        else:
+        elif form == 2:
             a, b, c = rng.randint(100, 999), rng.randint(10, 99), rng.randint(3, 19)
             expr, q = f"({a} - {b}) * {c}", f"What is ({a} - {b}) multiplied by {c}?"
+        elif form == 3:
+            a, b = rng.randint(6, 99), rng.randint(6, 99)
+            expr, q = f"{a} * {b}", f"What is {a} * {b}? Use the calculator."
+        else:
+            a, b, c = rng.randint(10, 999), rng.randint(2, 99), rng.randint(10, 999)
+            expr, q = f"{a} * {b} + {c}", f"Calculate {a} * {b} + {c}."
         value = tools["calculator"].invoke({"expression": expr})
         add("arithmetic", i, q, value, [("calculator", {"expression": expr})], f"{expr} = {value}.")
 
@@ -190,5 +196,7 @@ def tooluse_tasks(per_kind: int = 60, seed: int = 0) -> list[Task]:
 
 def tooluse_task_set(per_kind: int = 60, seed: int = 0) -> TaskSet:
     """The curriculum as a :class:`TaskSet` (tools and system prompt included)."""
+    from agentkit.tools.calculator import Calculator
+
     return TaskSet(name="tooluse", tasks=tooluse_tasks(per_kind, seed), make_tools=lambda: make_tools(seed),
-                   system_prompt=SYSTEM_PROMPT)
+                   system_prompt=SYSTEM_PROMPT, spec_variants={"calculator": [Calculator().spec]})
