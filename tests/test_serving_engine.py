@@ -165,6 +165,28 @@ def test_rows_leaving_mid_batch_keep_the_others_exact(engine, model, tokenizer):
         assert handle.result().text == one_at_a_time(model, tokenizer, prompt, p.max_tokens).text
 
 
+def test_prompts_of_different_lengths_prefill_in_groups_and_stay_exact(model, tokenizer):
+    """One step admits five prompts; they prefill in length-sorted groups (at most 2 rows, spread 1.25) and join
+    a batch that was already running, each group's cache left-padded to one width."""
+    engine = make_engine(model, tokenizer, max_batch_size=8, prefill_group_rows=2)
+    joiners = [(PROMPTS[i], SamplingParams(max_tokens=12)) for i in range(5)]
+    sizes: list[int] = []
+    prefill = engine._prefill
+    engine._prefill = lambda group: (sizes.append(len(group)), prefill(group))[1]
+    handles, widest = drive(engine, {0: [(PROMPTS[5], SamplingParams(max_tokens=20))], 2: joiners})
+    lengths = sorted(len(engine.encode(p)) for p, _ in joiners)
+    assert len(sizes) > 3 and max(sizes[1:]) <= 2 and widest == 6  # 1 prefill for the first, several groups after
+    assert sizes[1:] == [len(g) for g in engine._prefill_groups([_fake_request(n) for n in lengths])]
+    for (prompt, params), handle in zip([(PROMPTS[5], SamplingParams(max_tokens=20)), *joiners], handles):
+        assert handle.result().text == one_at_a_time(model, tokenizer, prompt, params.max_tokens).text
+
+
+def _fake_request(prompt_tokens: int):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(prompt_ids=[0] * prompt_tokens)
+
+
 def test_stop_string_cuts_the_text(engine, model, tokenizer):
     full = one_at_a_time(model, tokenizer, PROMPTS[0], 24).text
     stop = full[8:12]
@@ -441,8 +463,10 @@ def test_auto_dtype_is_bf16_only_where_it_is_faster():
 
     from agentkit.models.serving.engine import resolve_dtype
 
-    amx = torch.cpu._is_amx_tile_supported()
-    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if amx else torch.float32)
+    from agentkit.models.hf import _cpu_bf16_measured_faster
+
+    faster = torch.cpu._is_amx_tile_supported() or _cpu_bf16_measured_faster()
+    assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if faster else torch.float32)
     assert resolve_dtype("bf16") == torch.bfloat16 and resolve_dtype("float32") == torch.float32
     with pytest.raises(ConfigError, match="unknown dtype"):
         resolve_dtype("int4")

@@ -6,7 +6,7 @@ fixed, and only the new rows are saved (``added_tokens.safetensors``), so the ad
 (peft's ``trainable_token_indices`` would do the same, but TRL 1.16 computes the loss from
 ``lm_head.weight`` directly, which a peft wrapper on a tied head does not have.)
 ``full=True`` fine-tunes every weight instead.
-bf16 is used on CPUs that support it natively (AMX / AVX-512 BF16), fp32 elsewhere.
+bf16 is used where it is faster (``agentkit.models.hf.bf16_is_fast``: GPUs, AMX, or a measured matmul), fp32 elsewhere.
 """
 
 from __future__ import annotations
