@@ -7,10 +7,13 @@ connection, which survives a killed process and lets another process read the th
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -41,10 +44,41 @@ def default_checkpoint_path() -> Path:
     return Path(user_data_dir("agentkit")) / "checkpoints.sqlite"
 
 
-def sqlite_checkpointer(path: str | Path | None = None) -> BaseCheckpointSaver:
-    """A LangGraph ``SqliteSaver`` on ``path`` (default: :func:`default_checkpoint_path`)."""
+@functools.cache
+def _sqlite_saver_class() -> type:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
+    class SqliteCheckpointer(SqliteSaver):
+        """LangGraph's ``SqliteSaver`` that async runs can use too: its async methods run the sync ones in a
+        worker thread (the saver serialises access to its connection with a lock). LangGraph's own
+        ``AsyncSqliteSaver`` needs aiosqlite and a connection bound to one event loop, so an agent used from
+        both ``run`` and ``arun`` would need two savers on one file."""
+
+        async def aget_tuple(self, config: Any) -> Any:
+            return await asyncio.to_thread(self.get_tuple, config)
+
+        async def alist(self, config: Any, *, filter: dict[str, Any] | None = None, before: Any = None,
+                        limit: int | None = None) -> AsyncIterator[Any]:
+            found = await asyncio.to_thread(lambda: list(self.list(config, filter=filter, before=before,
+                                                                   limit=limit)))
+            for item in found:
+                yield item
+
+        async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+            return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+        async def aput_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+            await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+        async def adelete_thread(self, thread_id: str) -> None:
+            await asyncio.to_thread(self.delete_thread, thread_id)
+
+    return SqliteCheckpointer
+
+
+def sqlite_checkpointer(path: str | Path | None = None) -> BaseCheckpointSaver:
+    """A LangGraph ``SqliteSaver`` on ``path`` (default: :func:`default_checkpoint_path`), usable by sync and
+    async runs alike."""
     path = Path(path) if path is not None else default_checkpoint_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +87,7 @@ def sqlite_checkpointer(path: str | Path | None = None) -> BaseCheckpointSaver:
         conn.execute("PRAGMA synchronous=NORMAL")
     except (OSError, sqlite3.Error) as exc:
         raise ConfigError(f"cannot open checkpoint database {str(path)!r} ({exc}): pass a writable path") from None
-    saver = SqliteSaver(conn, serde=serializer())
+    saver = _sqlite_saver_class()(conn, serde=serializer())
     saver.setup()
     return saver
 

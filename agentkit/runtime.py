@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -245,11 +245,15 @@ class Agent:
         return Command(resume=_decisions(decision, pending))
 
     def stream(self, input: AgentInput | None, thread_id: str | None = None, *,
-               context: dict[str, Any] | None = None) -> Iterator[AgentEvent]:
+               context: dict[str, Any] | None = None,
+               decision: DecisionInput | dict[str, DecisionInput] | None = None) -> Iterator[AgentEvent]:
         """Yield model tokens and finished steps as they happen, then the result.
 
-        ``input=None`` continues an interrupted run of ``thread_id``, like :meth:`resume`."""
-        run = _StreamedRun(self, input, thread_id, context)
+        ``input=None`` continues an interrupted run of ``thread_id``, like :meth:`resume`; with ``decision`` it
+        continues past the pending approvals as ``resume(thread_id, decision)`` does, streaming what follows."""
+        resume = self._stream_resume(input, thread_id, decision,
+                                     lambda: self.graph.get_state(self._config(thread_id or "")))
+        run = _StreamedRun(self, input, thread_id, context, resume)
         with self._span(run.thread_id) as span:
             for mode, chunk in self.graph.stream(*run.args, **run.kwargs):
                 if event := run.feed(mode, chunk):
@@ -257,6 +261,17 @@ class Agent:
             final = run.finish()
             self._traced(span, final.result)
         yield final
+
+    def _stream_resume(self, input: AgentInput | None, thread_id: str | None, decision: Any,
+                       state: Callable[[], Any]) -> Command | None:
+        """The ``Command`` a streamed run starts from when it carries a decision (checked like :meth:`resume`)."""
+        if decision is None:
+            return None
+        if input is not None or not thread_id:
+            raise ConfigError("a decision continues an interrupted thread: pass input=None and its thread_id")
+        if self.checkpointer is None:
+            raise ConfigError("resume needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
+        return self._resume_payload(state(), decision)
 
     def history(self, thread_id: str) -> list[Message]:
         """Every message of a thread, across runs."""
@@ -288,8 +303,12 @@ class Agent:
             return self._traced(span, self._result(values, thread_id, started))
 
     async def astream(self, input: AgentInput | None, thread_id: str | None = None, *,
-                      context: dict[str, Any] | None = None) -> AsyncIterator[AgentEvent]:
-        run = _StreamedRun(self, input, thread_id, context)
+                      context: dict[str, Any] | None = None,
+                      decision: DecisionInput | dict[str, DecisionInput] | None = None) -> AsyncIterator[AgentEvent]:
+        state = (await self.graph.aget_state(self._config(thread_id)) if decision is not None and thread_id
+                 and self.checkpointer is not None else None)
+        resume = self._stream_resume(input, thread_id, decision, lambda: state)
+        run = _StreamedRun(self, input, thread_id, context, resume)
         with self._span(run.thread_id) as span:
             async for mode, chunk in self.graph.astream(*run.args, **run.kwargs):
                 if event := run.feed(mode, chunk):
@@ -306,10 +325,10 @@ class _StreamedRun:
     """One streamed run: the graph's arguments, the events its chunks become, and the final result."""
 
     def __init__(self, agent: Agent, input: AgentInput | None, thread_id: str | None,
-                 context: dict[str, Any] | None = None):
+                 context: dict[str, Any] | None = None, resume: Command | None = None):
         self.agent, self.started = agent, time.perf_counter()
         self.thread_id = agent._thread(thread_id)
-        payload = None if input is None else agent._start(input)
+        payload = resume if resume is not None else None if input is None else agent._start(input)
         self.args = (payload, agent._config(self.thread_id))
         self.kwargs = {"context": agent._context(True, context), "stream_mode": ["custom", "updates", "values"]}
         self.values: dict[str, Any] = {}

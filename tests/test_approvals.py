@@ -189,3 +189,50 @@ def test_the_decision_can_come_from_another_process(tmp_path):
     assert not log.exists()
     assert run("approve") == {"outcome": "answer", "pending": []}
     assert log.read_text().splitlines() == ["7"]
+
+
+def test_async_runs_use_the_sqlite_checkpoint_and_sync_calls_read_it(tmp_path):
+    """The default checkpointer is SQLite: arun / aresume / astream work on it, and the thread they wrote is the
+    one run / history see (one file, one saver)."""
+    log: list = []
+    script = [Message.assistant("", [ToolCall(name="refund", arguments={"order": 7, "amount": 5})]),
+              Message.assistant("refunded"), Message.assistant("anything else?")]
+    agent = create_agent("react", ScriptedModel(script), tools=[refund_tool(log)],
+                         checkpointer=tmp_path / "threads.sqlite")
+
+    async def main():
+        first = await agent.arun("refund order 7", thread_id="t")
+        done = await agent.aresume("t", "approve")
+        events = [e async for e in agent.astream("thanks", thread_id="t")]
+        return first, done, events
+
+    first, done, events = asyncio.run(main())
+    assert first.outcome == "interrupted" and [c.name for c in first.pending] == ["refund"]
+    assert done.answer == "refunded" and log == [(7, 5)]
+    assert events[-1].result.answer == "anything else?"
+    texts = [m.text for m in agent.history("t")]
+    assert texts == ["refund order 7", "", "refunded 5 on order 7", "refunded", "thanks", "anything else?"]
+
+
+def test_stream_continues_past_an_approval_token_by_token():
+    """``stream(None, thread, decision=...)`` is ``resume`` with the continuation streamed, sync and async."""
+    log: list = []
+    script = [Message.assistant("", [ToolCall(name="refund", arguments={"order": 3})]), Message.assistant("done"),
+              Message.assistant("", [ToolCall(name="refund", arguments={"order": 4})]), Message.assistant("no")]
+    agent = create_agent("react", ScriptedModel(script), tools=[refund_tool(log)], checkpointer="memory")
+    assert agent.run("refund 3", thread_id="s").outcome == "interrupted"
+    with pytest.raises(ConfigError, match="input=None"):
+        list(agent.stream("refund 3", thread_id="s", decision="approve"))
+    events = list(agent.stream(None, thread_id="s", decision="approve"))
+    assert [e.type for e in events].count("step") >= 2 and events[-1].result.answer == "done"
+    assert log == [(3, 10.0)]
+
+    assert agent.run("refund 4", thread_id="s").outcome == "interrupted"
+
+    async def rejected():
+        return [e async for e in agent.astream(None, thread_id="s", decision={"action": "reject", "reason": "no"})]
+
+    events = asyncio.run(rejected())
+    assert events[-1].result.answer == "no" and log == [(3, 10.0)]  # the rejected refund never ran
+    with pytest.raises(ConfigError, match="nothing is waiting"):
+        list(agent.stream(None, thread_id="s", decision="approve"))

@@ -166,16 +166,17 @@ def test_approval_runs_the_tool_once_and_rejection_never(client, refunds):
     assert client.get("/api/threads").json()["threads"][0]["pending"] is True
     assert client.get(f"/api/threads/{thread_id}").json()["pending"][0]["name"] == "refund"
 
-    done = client.post(f"/api/threads/{thread_id}/decision", json={"action": "approve"})
-    assert done.status_code == 200, done.text
-    assert done.json()["outcome"] == "answer" and "refunded order 7" in done.json()["answer"]
+    done = sse(client.post(f"/api/threads/{thread_id}/decision", json={"action": "approve"}))
+    kinds = [kind for kind, _ in done]  # the continued run streams like a chat turn
+    assert kinds[0] == "thread" and kinds[-1] == "result" and "step" in kinds and "token" in kinds
+    assert done[-1][1]["outcome"] == "answer" and "refunded order 7" in done[-1][1]["answer"]
     assert refunds == [7]
     again = client.post(f"/api/threads/{thread_id}/decision", json={"action": "approve"})
     assert again.status_code == 409 and "waits for a decision" in again.json()["error"] and refunds == [7]
 
     other = sse(client.post("/api/chat", json={"message": "refund it"}))[0][1]["thread_id"]
-    rejected = client.post(f"/api/threads/{other}/decision", json={"action": "reject", "reason": "too late"})
-    assert rejected.json()["outcome"] == "answer" and "rejected" in rejected.json()["answer"]
+    rejected = sse(client.post(f"/api/threads/{other}/decision", json={"action": "reject", "reason": "too late"}))
+    assert rejected[-1][1]["outcome"] == "answer" and "rejected" in rejected[-1][1]["answer"]
     assert refunds == [7]
     steps = client.get(f"/api/threads/{other}").json()["messages"]
     assert any(m["role"] == "environment" and m["error"] and "too late" in m["text"] for m in steps)

@@ -134,7 +134,8 @@ def test_chat_stream_upload_image_approve_and_resume_a_thread(server, page):
     screenshot(page, "ui-approval.png")
     page.click("button.approve")
     expect(page.locator(".msg.assistant").last).to_contain_text("refunded order 7")
-    expect(page.locator(".approval")).to_have_count(0)
+    expect(page.locator(".approval.decided")).to_contain_text("Approved")  # the card stays, its buttons go
+    expect(page.locator(".approval button")).to_have_count(0)
     assert server["refunds"] == [7]
 
     # 5. after a reload the thread is listed and opens with everything in it

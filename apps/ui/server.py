@@ -10,12 +10,13 @@ Routes:
   (the id, first), ``token`` (model text as it is generated), ``step`` (a finished graph step and its messages),
   ``result`` (outcome, answer, pending calls) or ``error``.
 * ``POST /api/threads/{id}/decision`` ``{"action": "approve" | "reject" | "edit", "reason"?, "arguments"?}`` —
-  decides every pending call of the thread and continues the run; answers with the run's result.
+  decides every pending call of the thread and streams the continued run with the same events as ``/api/chat``
+  (409 when nothing waits).
 * ``POST /api/upload`` (multipart, field ``file``) — stores a file in the code interpreter's work dir.
 * ``GET /api/artifacts/{name}`` — an image a tool saved in the artifact store, by its content-hash name.
 
-Runs are synchronous LangGraph runs (the SQLite checkpointer has no async API) in a worker thread each; their
-events reach the page through a queue. One run per thread at a time: a second gets 409.
+Runs are synchronous LangGraph runs in a worker thread each (a local model's forward blocks whatever the API);
+their events reach the page through a queue. One run per thread at a time: a second gets 409.
 """
 
 from __future__ import annotations
@@ -181,10 +182,11 @@ class ChatService:
 
         return relay()
 
-    def decide(self, thread_id: str, decision: DecisionRequest) -> RunResult:
-        if not self.agent.pending(thread_id):
-            raise HTTPException(409, f"nothing in thread {thread_id!r} waits for a decision")
-        return self.agent.resume(thread_id, decision.model_dump(exclude_none=True))
+    def decision_events(self, thread_id: str, decision: DecisionRequest) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The run continued past the pending calls, streamed like a chat turn."""
+        yield "thread", {"thread_id": thread_id}
+        for event in self.agent.stream(None, thread_id=thread_id, decision=decision.model_dump(exclude_none=True)):
+            yield self.event_view(event)
 
     # -- files ---------------------------------------------------------------------------------
     async def save_upload(self, upload: UploadFile) -> dict[str, Any]:
@@ -273,16 +275,20 @@ def create_app(agent: Agent, *, workdir: str | Path | None = None, artifact_dirs
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.post("/api/threads/{thread_id}/decision")
-    async def decision(thread_id: str, body: DecisionRequest) -> dict[str, Any]:
+    async def decision(thread_id: str, body: DecisionRequest) -> StreamingResponse:
         _check_thread_id(thread_id)
         service.claim(thread_id)
         try:
-            result = await asyncio.to_thread(service.decide, thread_id, body)
-        except AgentkitError as exc:
-            raise HTTPException(400, str(exc)) from None
-        finally:
+            waiting = await asyncio.to_thread(service.agent.pending, thread_id)
+        except BaseException:
             service.release(thread_id)
-        return service.result_view(result)
+            raise
+        if not waiting:
+            service.release(thread_id)
+            raise HTTPException(409, f"nothing in thread {thread_id!r} waits for a decision")
+        events = service.start(thread_id, lambda: service.decision_events(thread_id, body))
+        return StreamingResponse(events, media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @app.post("/api/upload")
     async def upload(file: UploadFile) -> dict[str, Any]:

@@ -292,12 +292,22 @@ function showApproval(pending, turn) {
     const body = { action };
     if (action === "reject" && reason.value.trim()) body.reason = reason.value.trim();
     try {
-      await api(`/api/threads/${encodeURIComponent(thread)}/decision`, {
+      const response = await fetch(`/api/threads/${encodeURIComponent(thread)}/decision`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body),
       });
-      await openThread(thread);
+      if (!response.ok) {
+        const failed = await response.json().catch(() => ({}));
+        throw new Error(failed.error || `${response.status} ${response.statusText}`);
+      }
+      card.classList.add("decided");
+      buttons.replaceChildren(el("span", "decided", action === "approve" ? "Approved" : "Rejected"));
+      const next = new Turn();  // the continued run streams below the card, token by token
+      scrollDown();
+      for await (const { event, data } of serverEvents(response)) {
+        if (state.thread === thread) handleEvent(next, event, data);
+      }
     } catch (error) {
       approve.disabled = reject.disabled = false;
       turn.note(error.message, "msg error");
