@@ -35,7 +35,7 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 MODEL_HELP = "model spec: embedded, hf:PATH, openai:BASE_URL#MODEL, scripted:FILE (see 'agentkit models')"
-AGENT_HELP = "agent pattern: react, internlm2, rewoo or autogpt"
+AGENT_HELP = "agent pattern: internlm2 (the default model is tuned for it), react, rewoo or autogpt"
 TOOLS_HELP = "comma-separated tool names, e.g. calculator ('' for none)"
 CHECKPOINT_HELP = "where threads persist: sqlite (default file), memory, none, or a path to a .sqlite file"
 
@@ -87,7 +87,7 @@ def _show_step(node: str | None, messages) -> None:
 def run(
     question: str = typer.Argument(..., help="what to ask the agent"),
     model: str = typer.Option("embedded", "--model", "-m", help=MODEL_HELP),
-    agent: str = typer.Option("react", "--agent", "-a", help=AGENT_HELP),
+    agent: str = typer.Option("internlm2", "--agent", "-a", help=AGENT_HELP),
     tools: str = typer.Option("calculator", "--tools", "-t", help=TOOLS_HELP),
     thread: Optional[str] = typer.Option(None, "--thread", help="continue this thread (id printed by earlier runs)"),
     trace: bool = typer.Option(False, "--trace", help="also print every raw model token as it streams"),
@@ -126,7 +126,7 @@ def run(
 @app.command()
 def chat(
     model: str = typer.Option("embedded", "--model", "-m", help=MODEL_HELP),
-    agent: str = typer.Option("react", "--agent", "-a", help=AGENT_HELP),
+    agent: str = typer.Option("internlm2", "--agent", "-a", help=AGENT_HELP),
     tools: str = typer.Option("calculator", "--tools", "-t", help=TOOLS_HELP),
     thread: Optional[str] = typer.Option(None, "--thread", help="resume this thread instead of starting one"),
     max_steps: int = typer.Option(10, "--max-steps", min=1, help="model calls allowed per turn"),

@@ -31,7 +31,7 @@ def script(tmp_path):
 
 
 def test_run_prints_steps_and_answer(script, tmp_path):
-    proc = agentkit("run", "What is 12*7?", "--model", f"scripted:{script}", "--tools", "calculator",
+    proc = agentkit("run", "What is 12*7?", "--model", f"scripted:{script}", "--agent", "react", "--tools", "calculator",
                     "--trajectory", str(tmp_path / "t.jsonl"), env_home=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "Action: calculator" in proc.stdout
@@ -44,10 +44,10 @@ def test_run_prints_steps_and_answer(script, tmp_path):
 
 
 def test_run_continues_a_thread(script, tmp_path):
-    first = agentkit("run", "q1", "--model", f"scripted:{script}", "--thread", "abc", env_home=tmp_path)
+    first = agentkit("run", "q1", "--model", f"scripted:{script}", "--agent", "react", "--thread", "abc", env_home=tmp_path)
     assert first.returncode == 0, first.stderr
     # The script has two outputs and the thread already used both: a third turn exhausts it, and says so.
-    second = agentkit("run", "q2", "--model", f"scripted:{script}", "--thread", "abc", env_home=tmp_path)
+    second = agentkit("run", "q2", "--model", f"scripted:{script}", "--agent", "react", "--thread", "abc", env_home=tmp_path)
     assert second.returncode == 2
     assert "the script has 2 outputs" in second.stderr
     assert "Traceback" not in second.stderr
@@ -56,10 +56,10 @@ def test_run_continues_a_thread(script, tmp_path):
 def test_chat_streams_in_a_persistent_thread(tmp_path):
     path = tmp_path / "chat.jsonl"
     path.write_text('"Final Answer: hello there"\n"Final Answer: still here"\n')
-    proc = agentkit("chat", "--model", f"scripted:{path}", "--thread", "c1", input="hi\nagain\n\n", env_home=tmp_path)
+    proc = agentkit("chat", "--model", f"scripted:{path}", "--agent", "react", "--thread", "c1", input="hi\nagain\n\n", env_home=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "hello there" in proc.stdout and "still here" in proc.stdout
-    resumed = agentkit("chat", "--model", f"scripted:{path}", "--thread", "c1", input="\n", env_home=tmp_path)
+    resumed = agentkit("chat", "--model", f"scripted:{path}", "--agent", "react", "--thread", "c1", input="\n", env_home=tmp_path)
     assert "resumed thread c1 (4 messages)" in resumed.stderr
 
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-AGENT_HELP = "agent pattern: react, internlm2, rewoo or autogpt"
+AGENT_HELP = "agent pattern: internlm2 (the default model is tuned for it), react, rewoo or autogpt"
 TOOLS_HELP = "comma-separated tool names, e.g. calculator,python_interpreter ('' for none)"
 
 
@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command("ui")
     def ui(
         model: str = typer.Option("embedded", "--model", "-m", help="model spec (see 'agentkit models')"),
-        agent: str = typer.Option("react", "--agent", "-a", help=AGENT_HELP),
+        agent: str = typer.Option("internlm2", "--agent", "-a", help=AGENT_HELP),
         tools: str = typer.Option("calculator", "--tools", "-t", help=TOOLS_HELP),
         port: int = typer.Option(8765, "--port", "-p", min=0, max=65535, help="port to listen on"),
         host: str = typer.Option("127.0.0.1", "--host", help="address to bind (0.0.0.0 for every interface)"),

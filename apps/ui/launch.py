@@ -17,7 +17,7 @@ def default_workdir(db: Path) -> Path:
     return db.parent / "ui-files"
 
 
-def build_chat_app(model: str = "embedded", agent: str = "react", tools: str = "calculator", *,
+def build_chat_app(model: str = "embedded", agent: str = "internlm2", tools: str = "calculator", *,
                    db: str | Path | None = None, workdir: str | Path | None = None, max_steps: int = 10,
                    system_prompt: str | None = None):
     """The FastAPI app for ``agentkit ui``: the named agent over an SQLite checkpointer at ``db``.
