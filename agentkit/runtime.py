@@ -120,11 +120,12 @@ class Agent:
             raise ConfigError("thread_id needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
         return thread_id
 
-    def _context(self, stream_tokens: bool = False, extra: dict[str, Any] | None = None) -> RunContext:
+    def _context(self, stream_tokens: bool = False, extra: dict[str, Any] | None = None,
+                 thread_id: str | None = None) -> RunContext:
         if extra is not None and not isinstance(extra, dict):
             raise ConfigError(f"context must be a dict such as {{'customer_id': 3}}, got {type(extra).__name__}")
         return RunContext(deadline=time.monotonic() + self.parts.budget.max_seconds, stream_tokens=stream_tokens,
-                          extra=dict(extra or {}))
+                          extra=dict(extra or {}), thread_id=thread_id)
 
     def _span(self, thread_id: str | None):
         return tracing.agent_span(self.pattern, thread_id, model_name(self.parts.model))
@@ -205,7 +206,7 @@ class Agent:
         thread_id = self._thread(thread_id)
         with self._span(thread_id) as span:
             values = self.graph.invoke(self._start(input), self._config(thread_id),
-                                       context=self._context(extra=context))
+                                       context=self._context(extra=context, thread_id=thread_id))
             return self._traced(span, self._result(values, thread_id, started))
 
     def pending(self, thread_id: str) -> list[ToolCall]:
@@ -226,7 +227,8 @@ class Agent:
         if not state.next and not state.values:
             raise ConfigError(f"thread {thread_id!r} has no checkpoints: start it with run(input, thread_id=...)")
         with self._span(thread_id) as span:
-            values = (self.graph.invoke(payload, config, context=self._context(extra=context)) if state.next
+            values = (self.graph.invoke(payload, config, context=self._context(extra=context, thread_id=thread_id))
+                      if state.next
                       else state.values)
             return self._traced(span, self._result(values, thread_id, started))
 
@@ -286,7 +288,7 @@ class Agent:
         thread_id = self._thread(thread_id)
         with self._span(thread_id) as span:
             values = await self.graph.ainvoke(self._start(input), self._config(thread_id),
-                                              context=self._context(extra=context))
+                                              context=self._context(extra=context, thread_id=thread_id))
             return self._traced(span, self._result(values, thread_id, started))
 
     async def aresume(self, thread_id: str, decision: DecisionInput | dict[str, DecisionInput] | None = None, *,
@@ -298,7 +300,9 @@ class Agent:
         state = await self.graph.aget_state(config)
         payload = self._resume_payload(state, decision)
         with self._span(thread_id) as span:
-            values = (await self.graph.ainvoke(payload, config, context=self._context(extra=context)) if state.next
+            values = (await self.graph.ainvoke(payload, config, context=self._context(extra=context,
+                                                                                        thread_id=thread_id))
+                      if state.next
                       else state.values)
             return self._traced(span, self._result(values, thread_id, started))
 
@@ -330,7 +334,8 @@ class _StreamedRun:
         self.thread_id = agent._thread(thread_id)
         payload = resume if resume is not None else None if input is None else agent._start(input)
         self.args = (payload, agent._config(self.thread_id))
-        self.kwargs = {"context": agent._context(True, context), "stream_mode": ["custom", "updates", "values"]}
+        self.kwargs = {"context": agent._context(True, context, self.thread_id),
+                       "stream_mode": ["custom", "updates", "values"]}
         self.values: dict[str, Any] = {}
 
     def feed(self, mode: str, chunk: Any) -> AgentEvent | None:

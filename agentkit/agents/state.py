@@ -45,6 +45,8 @@ class RunContext:
     deadline: float = field(default_factory=lambda: time.monotonic() + 300.0)
     stream_tokens: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the thread the run belongs to (``None`` for a run without a checkpointer)
+    thread_id: str | None = None
 
 
 def run_context() -> RunContext | None:

@@ -46,7 +46,7 @@ def _load(name: str, workdir: Path):
 
     if name == INTERPRETER:
         workdir.mkdir(parents=True, exist_ok=True)
-        return load_tool(name, workdir=str(workdir))
+        return load_tool(name, workdir=str(workdir), per_thread=True)  # one user's variables stay in their thread
     return load_tool(name)
 
 

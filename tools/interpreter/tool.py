@@ -1,7 +1,9 @@
 """The ``python_interpreter`` tool: a stateful Python session the model sends code to.
 
-One tool instance is one session: variables, imports and files persist across calls until :meth:`close`. The
-model's ``<|interpreter|>`` actions (InternLM2) and ``python_interpreter`` calls (other protocols) both land here.
+One tool instance is one session: variables, imports and files persist across calls until :meth:`close`. With
+``per_thread=True`` it is one session per agent thread instead (the thread comes from the run's context), so
+users of one server, each in their own thread, do not see each other's variables. The model's
+``<|interpreter|>`` actions (InternLM2) and ``python_interpreter`` calls (other protocols) both land here.
 """
 
 from __future__ import annotations
@@ -41,9 +43,13 @@ class PythonInterpreter(BaseTool):
 
     def __init__(self, backend: Backend = "auto", *, timeout_s: float = 30.0, pool: Any = None,
                  max_output_chars: int = 4000, limits: Any = None, workdir: str | None = None,
-                 e2b_options: dict[str, Any] | None = None, **options: Any):
+                 e2b_options: dict[str, Any] | None = None, per_thread: bool = False, **options: Any):
         super().__init__(**options)
         self.backend = choose_backend(backend)
+        if per_thread and self.backend == "e2b":
+            raise ConfigError("per_thread sessions need the local backend: an E2B sandbox is one session per tool")
+        self.per_thread = per_thread
+        self._thread_sessions: set[str] = set()  # pool ids of the per-thread sessions, released on close
         self.timeout_s = timeout_s
         self.max_output_chars = max_output_chars
         self.session_id = uuid.uuid4().hex
@@ -55,7 +61,22 @@ class PythonInterpreter(BaseTool):
             from agentkit.tools.interpreter.e2b import E2BSession
 
             self._e2b = E2BSession(timeout=timeout_s, **self._e2b_options)  # fails fast without a key
-        self._finalizer = weakref.finalize(self, _release, self._pool, self.session_id, self._e2b)
+        self._finalizer = weakref.finalize(self, _release, self._pool, self.session_id, self._e2b,
+                                           self._thread_sessions)
+
+    def _pool_id(self) -> str:
+        """This call's session: the tool's own, or with ``per_thread`` the one of the run's thread."""
+        if not self.per_thread:
+            return self.session_id
+        from agentkit.agents.state import run_context
+
+        context = run_context()
+        thread = context.thread_id if context is not None else None
+        if thread is None:
+            return self.session_id
+        key = f"{self.session_id}/{thread}"
+        self._thread_sessions.add(key)
+        return key
 
     def _make_session(self) -> Any:
         from agentkit.tools.interpreter.kernel import KernelSession
@@ -72,8 +93,9 @@ class PythonInterpreter(BaseTool):
 
             self._pool = default_pool()
             self._finalizer.detach()
-            self._finalizer = weakref.finalize(self, _release, self._pool, self.session_id, None)
-        with self._pool.session(self.session_id, self._make_session) as session:
+            self._finalizer = weakref.finalize(self, _release, self._pool, self.session_id, None,
+                                               self._thread_sessions)
+        with self._pool.session(self._pool_id(), self._make_session) as session:
             return session.execute(code, self.timeout_s)
 
     def apply(self, code: str) -> ToolOutput:
@@ -89,7 +111,7 @@ class PythonInterpreter(BaseTool):
 
     def close(self) -> None:
         """Free the kernel now; the next call starts a fresh session."""
-        _release(self._pool, self.session_id, self._e2b)
+        _release(self._pool, self.session_id, self._e2b, self._thread_sessions)
         self.session_id = uuid.uuid4().hex
 
     def __enter__(self) -> PythonInterpreter:
@@ -99,11 +121,14 @@ class PythonInterpreter(BaseTool):
         self.close()
 
 
-def _release(pool: Any, session_id: str, e2b: Any) -> None:
+def _release(pool: Any, session_id: str, e2b: Any, thread_sessions: set[str] | None = None) -> None:
     if e2b is not None:
         e2b.close()
     if pool is not None:
-        pool.release(session_id)
+        for pool_id in [session_id, *sorted(thread_sessions or ())]:
+            pool.release(pool_id)
+    if thread_sessions:
+        thread_sessions.clear()
 
 
 def _strip_fence(code: str) -> str:
