@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -165,14 +166,15 @@ def _convert(gguf: Path, out: Path) -> None:
 
 def load_embedded(*, dtype: str | Any = "auto", protocol: Protocol | str | None = None,
                   cache_dir: str | os.PathLike[str] | None = None, device: str = "cpu",
-                  threads: int | None = None, adapter: str | os.PathLike[str] | None = None,
+                  threads: int | None = None,
+                  adapter: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
                   tuned: bool = True) -> HFModel:
     """SmolLM2-135M-Instruct as an :class:`~agentkit.models.hf.HFModel` (first call converts and caches it).
 
     ``tuned`` (the ``embedded`` spec) merges agentkit's shipped tool-use adapter, trained by ``agentkit train
     loop`` to call tools in the InternLM2 protocol (its model card: ``agentkit/models/adapters/
     smollm2-135m-tooluse/README.md``); ``tuned=False`` (``embedded-base``) is the model as released.
-    ``adapter`` merges a LoRA directory saved by ``agentkit train`` on top.
+    ``adapter`` merges a LoRA directory saved by ``agentkit train`` on top (or several, in order).
 
     ``dtype="auto"`` is float32, the dequantized weights as they are: portable, and greedy output does
     not depend on what else is in the batch. ``"bfloat16"`` is about 2x faster on CPUs with AMX (one
@@ -184,9 +186,9 @@ def load_embedded(*, dtype: str | Any = "auto", protocol: Protocol | str | None 
     from agentkit.models.lora import shipped_adapter
 
     adapters: list[str | os.PathLike[str]] = [shipped_adapter()] if tuned else []
-    if adapter is not None:
-        adapters.append(adapter)
+    extra = [] if adapter is None else [adapter] if isinstance(adapter, (str, os.PathLike)) else list(adapter)
+    adapters += extra
     name = f"embedded:{EMBEDDED_ID}" + ("+tooluse" if tuned else "")
-    name += f"+{Path(adapter).name}" if adapter is not None else ""
+    name += "".join(f"+{Path(a).name}" for a in extra)
     return HFModel.from_pretrained(directory, dtype=dtype, device=device, protocol=protocol, threads=threads,
                                    model_name=name, adapter=adapters or None)

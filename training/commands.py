@@ -27,6 +27,8 @@ def loop(
     lora_r: int = typer.Option(8, "--lora-r", help="LoRA rank"),
     full: bool = typer.Option(False, "--full", help="full fine-tuning instead of LoRA"),
     dpo: bool = typer.Option(False, "--dpo", help="also run DPO on (successful, failed) pairs after SFT"),
+    grpo_steps: int = typer.Option(0, "--grpo-steps", min=0,
+                                   help="GRPO steps after SFT (verifier reward, the agent's tools as environment)"),
     no_references: bool = typer.Option(False, "--no-references",
                                        help="train only on the model's own successful runs"),
     max_new_tokens: int = typer.Option(96, "--max-new-tokens", help="tokens per model call"),
@@ -42,7 +44,8 @@ def loop(
         options["path"] = gsm8k_path
     config = LoopConfig(out=out, model=model, tasks=tasks, task_options=options, rounds=rounds, samples=samples,
                         train_limit=train_limit, eval_limit=eval_limit, temperature=temperature, epochs=epochs,
-                        learning_rate=lr, lora_r=lora_r, full=full, dpo=dpo, use_references=not no_references,
+                        learning_rate=lr, lora_r=lora_r, full=full, dpo=dpo, grpo_steps=grpo_steps,
+                        use_references=not no_references,
                         max_new_tokens=max_new_tokens, rollout_dtype=dtype)
     result = run_loop(config, log=lambda line: typer.echo(line, err=True))
     typer.echo(result.report.read_text(encoding="utf-8"))

@@ -6,7 +6,8 @@
     eval_before.jsonl          held-out runs of the starting model (greedy)
     round1/trajectories.jsonl  K sampled runs per train task, each scored by the task's verifier
     round1/sft_data/           the SFT samples (HF datasets directory), round1/dpo_pairs.jsonl
-    round1/adapter/            the LoRA adapter (load it with ``embedded,adapter=.../round1/adapter``)
+    round1/adapter/            the LoRA adapter (load it with ``embedded-base,adapter=.../round1/adapter``)
+    round1/adapter_grpo/       with ``grpo_steps``: a second LoRA trained by GRPO on top of the first
     round1/eval.jsonl          held-out runs of the trained model
     report.md, report.png      before / after table and chart
 
@@ -21,7 +22,7 @@ import json
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,9 @@ class LoopConfig:
     batch_size: int = 8
     full: bool = False
     dpo: bool = False
+    #: GRPO steps after SFT each round (0: none): the verifier is the reward, the agent's tools the environment
+    grpo_steps: int = 0
+    grpo_generations: int = 4
     seed: int = 0
     progress: bool = True
 
@@ -96,8 +100,9 @@ class _State:
         wanted = _comparable(config)
         if self.path.is_file():
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            if _comparable_dict(data["config"]) != wanted:
-                changed = sorted(k for k in wanted if data["config"].get(k) != wanted[k])
+            stored = {**asdict(LoopConfig(out=str(out))), **data["config"]}  # settings added since take defaults
+            if _comparable_dict(stored) != wanted:
+                changed = sorted(k for k in wanted if stored.get(k) != wanted[k])
                 raise ConfigError(f"{out} holds a loop run with other settings ({', '.join(changed)} differ): "
                                   "resume with the same options, or pass a new --out directory")
             self.done: dict[str, float] = data.get("done", {})
@@ -150,17 +155,19 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, disable=not enabled, unit="run", dynamic_ncols=True)
 
 
-def _load_rollout_model(spec: str, dtype: str, adapter: Path | None):
+def _load_rollout_model(spec: str, dtype: str, adapters: Sequence[Path] = ()):
+    """``spec`` with ``adapters`` merged in order (SFT, then GRPO); a full fine-tune is loaded as a checkpoint."""
     from agentkit.models import load_model
 
-    if adapter is None:
+    if not adapters:
         return load_model(spec, dtype=dtype)
-    if (adapter / "config.json").is_file() and not (adapter / "adapter_config.json").is_file():
-        return load_model(f"hf:{adapter}", dtype=dtype)  # full fine-tuning saved a whole model
-    return load_model(spec, dtype=dtype, adapter=str(adapter))
+    first, rest = adapters[0], [str(a) for a in adapters[1:]]
+    if (first / "config.json").is_file() and not (first / "adapter_config.json").is_file():
+        return load_model(f"hf:{first}", dtype=dtype, **({"adapter": rest} if rest else {}))
+    return load_model(spec, dtype=dtype, adapter=[str(first), *rest])
 
 
-def _run_tasks(config: LoopConfig, task_set: TaskSet, tasks: list[Task], path: Path, adapter: Path | None,
+def _run_tasks(config: LoopConfig, task_set: TaskSet, tasks: list[Task], path: Path, adapters: Sequence[Path],
                samples: int, temperature: float, desc: str) -> list[TrajectoryRecord]:
     """Runs of ``tasks`` appended to ``path`` as they finish; runs already in the file are kept, not redone."""
     done = list(read_trajectories(path)) if path.is_file() else []
@@ -168,7 +175,7 @@ def _run_tasks(config: LoopConfig, task_set: TaskSet, tasks: list[Task], path: P
     todo = [t for t in tasks if any((t.id, k) not in have for k in range(samples))]
     if not todo:
         return done
-    model = _load_rollout_model(config.model, config.rollout_dtype, adapter)
+    model = _load_rollout_model(config.model, config.rollout_dtype, adapters)
     options = CollectOptions(samples=samples, temperature=temperature, top_p=config.top_p if temperature else 1.0,
                              max_new_tokens=config.max_new_tokens, max_steps=config.max_steps,
                              max_batch=config.max_batch, seed=config.seed, protocol=config.protocol())
@@ -255,23 +262,26 @@ def run_loop(config: LoopConfig, log: Callable[[str], None] = print) -> LoopResu
     train, held_out = task_set.split(config.held_out, config.split_seed)
     train = _balanced(train, config.train_limit)
     held_out = _balanced(held_out, config.eval_limit)
+    if not train or not held_out:
+        raise ConfigError(f"the {config.tasks!r} set split into {len(train)} train and {len(held_out)} held-out tasks: "
+                          "both need some; generate more tasks (--per-kind) or change the held-out share")
     log(f"{config.tasks}: {len(train)} train tasks, {len(held_out)} held-out tasks; model {config.model}")
     seconds: dict[str, float] = {}
 
-    def evaluate(path: Path, adapter: Path | None, desc: str) -> EvalScores:
-        return score_records(_run_tasks(config, task_set, held_out, path, adapter, 1, 0.0, desc))
+    def evaluate(path: Path, adapters: Sequence[Path], desc: str) -> EvalScores:
+        return score_records(_run_tasks(config, task_set, held_out, path, adapters, 1, 0.0, desc))
 
-    state.run("eval_before", lambda: evaluate(out / "eval_before.jsonl", None, "eval before"), log)
+    state.run("eval_before", lambda: evaluate(out / "eval_before.jsonl", (), "eval before"), log)
     before = score_records(list(read_trajectories(out / "eval_before.jsonl")))
     rounds: list[tuple[str, EvalScores]] = []
-    adapter: Path | None = None
+    adapters: list[Path] = []
     all_records: list[TrajectoryRecord] = []
     try:
         for number in range(1, config.rounds + 1):
             folder = out / f"round{number}"
             folder.mkdir(exist_ok=True)
             stage = f"round{number}"
-            previous = adapter
+            previous = list(adapters)
 
             def collect_stage() -> None:
                 _run_tasks(config, task_set, train, folder / "trajectories.jsonl", previous, config.samples,
@@ -282,9 +292,12 @@ def run_loop(config: LoopConfig, log: Callable[[str], None] = print) -> LoopResu
             all_records += records
             state.run(f"{stage}.build", lambda: _build(config, all_records, train, task_set, folder, log), log)
             state.run(f"{stage}.train", lambda: _train(config, folder, log), log)
-            adapter = folder / ("adapter_dpo" if (folder / "adapter_dpo").is_dir() else "adapter")
+            adapters = [folder / ("adapter_dpo" if (folder / "adapter_dpo").is_dir() else "adapter")]
+            if config.grpo_steps:
+                state.run(f"{stage}.grpo", lambda: _grpo(config, folder, adapters[0], task_set, train, log), log)
+                adapters.append(folder / "adapter_grpo")
             scores_path = folder / "eval.jsonl"
-            state.run(f"{stage}.eval", lambda: evaluate(scores_path, adapter, f"round {number}: eval"), log)
+            state.run(f"{stage}.eval", lambda: evaluate(scores_path, adapters, f"round {number}: eval"), log)
             rounds.append((f"round {number}", score_records(list(read_trajectories(scores_path)))))
     finally:
         task_close = task_set.close
@@ -294,13 +307,14 @@ def run_loop(config: LoopConfig, log: Callable[[str], None] = print) -> LoopResu
     details = {
         "model": config.model, "task set": config.tasks, "train tasks": len(train), "held-out tasks": len(held_out),
         "samples per task": config.samples, "temperature": config.temperature, "rounds": config.rounds,
-        "method": "full fine-tuning" if config.full else f"LoRA r={config.lora_r}" + (" + DPO" if config.dpo else ""),
+        "method": ("full fine-tuning" if config.full else f"LoRA r={config.lora_r}") + (" + DPO" if config.dpo else "")
+                  + (f" + GRPO {config.grpo_steps} steps" if config.grpo_steps else ""),
         "stage seconds": ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()),
         "round seconds": f"{sum(v for k, v in seconds.items() if k.startswith('round1.')):.0f}",
     }
     md, png = write_report(out, f"{config.model} on {config.tasks}: before vs after training", before, rounds, details)
     log(f"report: {md}" + (f" and {png}" if png else ""))
-    return LoopResult(before, rounds, md, png, seconds, adapter)
+    return LoopResult(before, rounds, md, png, seconds, adapters[-1] if adapters else None)
 
 
 def _build(config: LoopConfig, records: list[TrajectoryRecord], train: list[Task], task_set: TaskSet,
@@ -352,3 +366,17 @@ def _train(config: LoopConfig, folder: Path, log: Callable[[str], None]) -> None
         dpo_config = DPORunConfig(output_dir=str(folder / "adapter_dpo"), seed=config.seed, progress=config.progress)
         dpo = train_dpo(result.model, base.tokenizer, pairs, dpo_config)
         log(f"DPO: {dpo.steps} steps on {dpo.pairs} pairs, loss {dpo.losses[0]:.3f} -> {dpo.losses[-1]:.3f}")
+
+
+def _grpo(config: LoopConfig, folder: Path, sft: Path, task_set: TaskSet, train: list[Task],
+          log: Callable[[str], None]) -> None:
+    from agentkit.training.grpo import GRPORunConfig, train_grpo
+
+    base = _load_rollout_model(config.model, "float32", [sft])
+    grpo = GRPORunConfig(output_dir=str(folder / "adapter_grpo"), num_generations=config.grpo_generations,
+                         max_steps=config.grpo_steps, lora_r=config.lora_r, temperature=config.temperature,
+                         top_p=config.top_p, max_new_tokens=config.max_new_tokens, max_agent_steps=config.max_steps,
+                         seed=config.seed, progress=config.progress)
+    result = train_grpo(base.model.train(), base.tokenizer, task_set, train, grpo)
+    log(f"GRPO: {result.steps} steps, mean reward per step {', '.join(f'{r:.2f}' for r in result.rewards)} "
+        f"in {result.seconds:.0f}s")

@@ -50,6 +50,8 @@ def loop_command(config: dict[str, Any]) -> str:
     for key, flag in flags.items():
         if key in config and config[key] != defaults[key]:
             parts += [flag, str(config[key])]
+    if config.get("grpo_steps"):
+        parts += ["--grpo-steps", str(config["grpo_steps"])]
     for key, flag in (("full", "--full"), ("dpo", "--dpo")):
         if config.get(key):
             parts.append(flag)
@@ -71,6 +73,9 @@ def _read_run(run: Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
     number = rounds[-1].split()[-1]
     folder = run / f"round{number}"
     adapter = folder / "adapter_dpo" if (folder / "adapter_dpo").is_dir() else folder / "adapter"
+    if (folder / "adapter_grpo").is_dir():
+        raise ConfigError(f"{folder} holds an SFT adapter and a GRPO adapter trained on top of it; shipping stacked "
+                          "adapters is not supported: load them as MODEL,adapter=... with both, in order")
     if not (adapter / "adapter_config.json").is_file():
         raise ConfigError(f"{adapter} holds no LoRA adapter (a --full run saves a whole model, which is not shipped "
                           "as an adapter)")
