@@ -32,7 +32,8 @@ def test_a_run_splits_into_prompt_and_a_completion_whose_tool_results_are_masked
     record = _reference_record(two_step, task_set, "internlm2")
     prompt, completion, mask = _split(record, tokenizer, InternLM2Protocol(), 1024)
     assert tokenizer.decode(prompt).endswith("<|im_start|>assistant\n")
-    assert len(completion) == len(mask) and mask[0] == 1 and 0 in mask
+    assert len(completion) == len(mask) and mask[0] == mask[-1] == 1 and 0 in mask
+    assert completion[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>") == tokenizer.eos_token_id
     model_text = tokenizer.decode([t for t, m in zip(completion, mask) if m])
     tool_text = tokenizer.decode([t for t, m in zip(completion, mask) if not m])
     assert model_text.count("<|action_start|>") == 2 and "<|plugin|>" in model_text

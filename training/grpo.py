@@ -65,13 +65,15 @@ class GRPOResult:
 
 def _split(record: TrajectoryRecord, tokenizer: Any, protocol: InternLM2Protocol, max_length: int
            ) -> tuple[list[int], list[int], list[int]]:
-    """A run as (prompt ids, completion ids, env mask): the completion starts at the model's first token."""
+    """A run as (prompt ids, completion ids, env mask): the completion runs from the model's first token to its
+    last (its closing ``<|im_end|>``, the EOS of SmolLM2's tokenizer, so TRL counts the run as finished)."""
     sample = sft_sample_from_record(record, tokenizer, protocol, max_length=max_length)
     trained = [i for i, label in enumerate(sample.labels) if label != IGNORE_INDEX]
-    start = trained[0] if trained else len(sample.input_ids)
-    completion = sample.input_ids[start:] or [tokenizer.eos_token_id]
-    mask = [int(label != IGNORE_INDEX) for label in sample.labels[start:]] or [0]
-    return sample.input_ids[:start], completion, mask
+    if not trained:
+        return sample.input_ids, [tokenizer.eos_token_id], [0]
+    start, end = trained[0], trained[-1] + 1
+    mask = [int(label != IGNORE_INDEX) for label in sample.labels[start:end]]
+    return sample.input_ids[:start], sample.input_ids[start:end], mask
 
 
 def agent_rollouts(task_set: TaskSet, config: GRPORunConfig, tokenizer: Any
