@@ -23,7 +23,7 @@ from agentkit.errors import ConfigError
 from agentkit.messages import Message
 from agentkit.protocols.base import Protocol
 from agentkit.training.data import preference_pair
-from agentkit.training.sft import ADAPTER_META, added_token_ids, save_added_rows
+from agentkit.training.sft import ADAPTER_META, added_token_ids, cpu_only, save_added_rows
 from agentkit.trajectory import TrajectoryRecord
 
 __all__ = ["DPORunConfig", "DPOResult", "preference_pairs", "train_dpo"]
@@ -114,7 +114,7 @@ def train_dpo(model: Any, tokenizer: Any, pairs: Sequence[dict[str, str]], confi
         output_dir=str(out / "checkpoints"), per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate, num_train_epochs=config.epochs, beta=config.beta,
         max_length=config.max_length, bf16=bf16, fp16=False, logging_steps=1, save_strategy="no",
-        report_to="none", seed=config.seed, disable_tqdm=not config.progress, use_cpu=not _cuda(),
+        report_to="none", seed=config.seed, disable_tqdm=not config.progress, use_cpu=cpu_only(),
     )
     has_adapter = isinstance(model, PeftModel)
     peft_config = None if has_adapter else LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
@@ -141,8 +141,3 @@ def train_dpo(model: Any, tokenizer: Any, pairs: Sequence[dict[str, str]], confi
     (out / ADAPTER_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return DPOResult(out, losses, trainer.state.global_step, seconds, len(pairs), trainer.model.eval())
 
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

@@ -25,6 +25,7 @@ from agentkit.models.lora import ADAPTER_META
 from agentkit.protocols.internlm2 import InternLM2Protocol
 from agentkit.training.data import IGNORE_INDEX, sft_sample_from_record
 from agentkit.training.rollout import CollectOptions, collect
+from agentkit.training.sft import cpu_only
 from agentkit.training.tasks.base import Task, TaskSet
 from agentkit.trajectory import TrajectoryRecord
 
@@ -150,7 +151,7 @@ def train_grpo(model: Any, tokenizer: Any, task_set: TaskSet, tasks: Sequence[Ta
         num_generations=config.num_generations, max_steps=config.max_steps, learning_rate=config.learning_rate,
         beta=config.beta, bf16=bf16_is_fast(model.device) if config.bf16 is None else config.bf16,
         logging_steps=1, save_strategy="no", report_to="none", seed=config.seed,
-        disable_tqdm=not config.progress, use_cpu=not _cuda(), dataloader_num_workers=0, **config.extra)
+        disable_tqdm=not config.progress, use_cpu=cpu_only(), dataloader_num_workers=0, **config.extra)
     dataset = Dataset.from_dict({"prompt": [task.id for task in tasks]})
     peft_config = LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, target_modules="all-linear",
                              task_type="CAUSAL_LM")
@@ -172,8 +173,3 @@ def train_grpo(model: Any, tokenizer: Any, task_set: TaskSet, tasks: Sequence[Ta
         raise ConfigError("GRPO logged NaN rewards: check that every prompt is a task id with a verifier")
     return GRPOResult(out, trainer.state.global_step, seconds, rewards, trainer.model.eval())
 
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

@@ -170,7 +170,7 @@ def train_sft(model: Any, tokenizer: Any, samples: Sequence[SFTSample], config: 
         seed=config.seed,
         disable_tqdm=not config.progress,
         dataloader_num_workers=0,
-        use_cpu=not _cuda(),
+        use_cpu=cpu_only(),
         **config.extra,
     )
     dataset = to_dataset(samples).remove_columns(["meta"])
@@ -218,7 +218,8 @@ def _row_rate_trainer(base: type, scale: float) -> type:
     return RowRateTrainer
 
 
-def _cuda() -> bool:
+def cpu_only() -> bool:
+    """Whether the TRL trainers run on the CPU (no CUDA device here)."""
     import torch
 
-    return torch.cuda.is_available()
+    return not torch.cuda.is_available()
