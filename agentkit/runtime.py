@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -253,8 +253,9 @@ class Agent:
 
         ``input=None`` continues an interrupted run of ``thread_id``, like :meth:`resume`; with ``decision`` it
         continues past the pending approvals as ``resume(thread_id, decision)`` does, streaming what follows."""
-        resume = self._stream_resume(input, thread_id, decision,
-                                     lambda: self.graph.get_state(self._config(thread_id or "")))
+        resume = None
+        if self._continues(input, thread_id, decision):
+            resume = self._resume_payload(self.graph.get_state(self._config(thread_id)), decision)
         run = _StreamedRun(self, input, thread_id, context, resume)
         with self._span(run.thread_id) as span:
             for mode, chunk in self.graph.stream(*run.args, **run.kwargs):
@@ -264,16 +265,15 @@ class Agent:
             self._traced(span, final.result)
         yield final
 
-    def _stream_resume(self, input: AgentInput | None, thread_id: str | None, decision: Any,
-                       state: Callable[[], Any]) -> Command | None:
-        """The ``Command`` a streamed run starts from when it carries a decision (checked like :meth:`resume`)."""
+    def _continues(self, input: AgentInput | None, thread_id: str | None, decision: Any) -> bool:
+        """Whether a streamed run continues past pending approvals (checked like :meth:`resume`)."""
         if decision is None:
-            return None
+            return False
         if input is not None or not thread_id:
             raise ConfigError("a decision continues an interrupted thread: pass input=None and its thread_id")
         if self.checkpointer is None:
             raise ConfigError("resume needs a checkpointer: create the agent with checkpointer='sqlite' or 'memory'")
-        return self._resume_payload(state(), decision)
+        return True
 
     def history(self, thread_id: str) -> list[Message]:
         """Every message of a thread, across runs."""
@@ -309,9 +309,9 @@ class Agent:
     async def astream(self, input: AgentInput | None, thread_id: str | None = None, *,
                       context: dict[str, Any] | None = None,
                       decision: DecisionInput | dict[str, DecisionInput] | None = None) -> AsyncIterator[AgentEvent]:
-        state = (await self.graph.aget_state(self._config(thread_id)) if decision is not None and thread_id
-                 and self.checkpointer is not None else None)
-        resume = self._stream_resume(input, thread_id, decision, lambda: state)
+        resume = None
+        if self._continues(input, thread_id, decision):
+            resume = self._resume_payload(await self.graph.aget_state(self._config(thread_id)), decision)
         run = _StreamedRun(self, input, thread_id, context, resume)
         with self._span(run.thread_id) as span:
             async for mode, chunk in self.graph.astream(*run.args, **run.kwargs):

@@ -96,7 +96,7 @@ def bf16_is_fast(device: str | Any = "cpu") -> bool:
 
     CPU features alone do not tell: on an Intel Xeon with AVX512-BF16 but no AMX, bf16 matmuls of the embedded
     model were slower than fp32 (110 against 88 ms per 32-row step), while an AMD EPYC with the same flag ran
-    them 3.4x faster. Without AMX, one decode-sized matmul is timed in both dtypes (~30 ms, once per process).
+    them 3.4x faster. Without AMX, one decode-sized matmul is timed in both dtypes (~40 ms, once per process).
     """
     kind = torch.device(device).type
     if kind == "cuda":

@@ -66,7 +66,7 @@ def _adapter_tokenizer(tokenizer: Any, adapter: Path, meta: dict[str, Any]) -> A
     return tokenizer
 
 
-def _load_rows(model: Any, tokenizer: Any, rows_file: Path) -> None:
+def _load_rows(model: Any, rows_file: Path) -> None:
     import torch
     from safetensors.torch import load_file
 
@@ -105,7 +105,7 @@ def apply_adapter(model: Any, tokenizer: Any, adapter: str | Path) -> tuple[Any,
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     if (adapter / ADDED_TOKENS_FILE).is_file():
-        _load_rows(model, tokenizer, adapter / ADDED_TOKENS_FILE)
+        _load_rows(model, adapter / ADDED_TOKENS_FILE)
     try:
         with _quiet_progress(), warnings.catch_warnings():
             # peft 0.21 calls transformers' deprecated is_gradient_checkpointing: not the user's concern

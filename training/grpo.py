@@ -11,9 +11,8 @@ solves (or none does) teaches nothing and only mixed groups move the policy.
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,14 +76,15 @@ def _split(record: TrajectoryRecord, tokenizer: Any, protocol: InternLM2Protocol
     return sample.input_ids[:start], sample.input_ids[start:end], mask
 
 
-def agent_rollouts(task_set: TaskSet, config: GRPORunConfig, tokenizer: Any
-                   ) -> Callable[[list[str], Any], dict[str, Any]]:
+def agent_rollouts(task_set: TaskSet, config: GRPORunConfig, tokenizer: Any,
+                   protocol: InternLM2Protocol | None = None) -> Callable[[list[str], Any], dict[str, Any]]:
     """The ``rollout_func`` for ``GRPOTrainer``: one agent run per prompt entry (a task id; TRL repeats each
-    task ``num_generations`` times), with the trainer's current policy."""
+    task ``num_generations`` times), with the trainer's current policy, prompted with ``protocol`` (the one
+    SFT rendered its samples with)."""
     from agentkit.models.hf import HFModel
 
     by_id = task_set.by_id()
-    protocol = InternLM2Protocol()
+    protocol = protocol or InternLM2Protocol()
 
     def rollout(prompts: list[str], trainer: Any) -> dict[str, Any]:
         unknown = sorted({p for p in prompts if p not in by_id})
@@ -125,8 +125,8 @@ def verifier_reward(completions: Sequence[Any], success: Sequence[float], **kwar
     return [float(s) for s in success]
 
 
-def train_grpo(model: Any, tokenizer: Any, task_set: TaskSet, tasks: Sequence[Task], config: GRPORunConfig
-               ) -> GRPOResult:
+def train_grpo(model: Any, tokenizer: Any, task_set: TaskSet, tasks: Sequence[Task], config: GRPORunConfig,
+               protocol: InternLM2Protocol | None = None) -> GRPOResult:
     """Train a fresh LoRA on ``model`` with GRPO over ``tasks``; save it to ``config.output_dir``.
 
     ``tokenizer`` must already have the InternLM2 action tokens (a model loaded as ``embedded`` or with a
@@ -155,10 +155,11 @@ def train_grpo(model: Any, tokenizer: Any, task_set: TaskSet, tasks: Sequence[Ta
     dataset = Dataset.from_dict({"prompt": [task.id for task in tasks]})
     peft_config = LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, target_modules="all-linear",
                              task_type="CAUSAL_LM")
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is marked experimental in TRL 1.16
-    trainer = GRPOTrainer(model=model, reward_funcs=[verifier_reward], args=args, train_dataset=dataset,
-                          processing_class=tokenizer, peft_config=peft_config,
-                          rollout_func=agent_rollouts(task_set, config, tokenizer))
+    with warnings.catch_warnings():  # rollout_func is marked experimental in TRL 1.16; we pin and test it
+        warnings.filterwarnings("ignore", message="You are using 'rollout_func'")
+        trainer = GRPOTrainer(model=model, reward_funcs=[verifier_reward], args=args, train_dataset=dataset,
+                              processing_class=tokenizer, peft_config=peft_config,
+                              rollout_func=agent_rollouts(task_set, config, tokenizer, protocol))
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
@@ -169,7 +170,5 @@ def train_grpo(model: Any, tokenizer: Any, task_set: TaskSet, tasks: Sequence[Ta
     meta = {"kind": "lora", "method": "grpo", "added_tokens": [], "rewards": rewards,
             "config": {k: v for k, v in config.__dict__.items() if k not in ("output_dir", "progress")}}
     (out / ADAPTER_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    if any(math.isnan(r) for r in rewards):
-        raise ConfigError("GRPO logged NaN rewards: check that every prompt is a task id with a verifier")
     return GRPOResult(out, trainer.state.global_step, seconds, rewards, trainer.model.eval())
 

@@ -13,7 +13,7 @@
 
 A crash resumes from the last finished stage; within collection and evaluation, runs already in the
 JSONL file are not repeated. Each round trains a fresh adapter on the base model with the data of all
-rounds so far, so rounds never stack adapters.
+rounds so far, so rounds never stack adapters (within a round, a GRPO adapter stacks on that round's SFT one).
 """
 
 from __future__ import annotations
@@ -377,6 +377,6 @@ def _grpo(config: LoopConfig, folder: Path, sft: Path, task_set: TaskSet, train:
                          max_steps=config.grpo_steps, lora_r=config.lora_r, temperature=config.temperature,
                          top_p=config.top_p, max_new_tokens=config.max_new_tokens, max_agent_steps=config.max_steps,
                          seed=config.seed, progress=config.progress)
-    result = train_grpo(base.model.train(), base.tokenizer, task_set, train, grpo)
+    result = train_grpo(base.model.train(), base.tokenizer, task_set, train, grpo, config.protocol())
     log(f"GRPO: {result.steps} steps, mean reward per step {', '.join(f'{r:.2f}' for r in result.rewards)} "
         f"in {result.seconds:.0f}s")

@@ -43,15 +43,13 @@ def loop_command(config: dict[str, Any]) -> str:
     flags = {"rounds": "--rounds", "samples": "--samples", "train_limit": "--train-limit",
              "eval_limit": "--eval-limit", "temperature": "--temperature", "epochs": "--epochs",
              "learning_rate": "--lr", "lora_r": "--lora-r", "max_new_tokens": "--max-new-tokens",
-             "rollout_dtype": "--dtype"}
+             "rollout_dtype": "--dtype", "grpo_steps": "--grpo-steps"}
     parts = ["agentkit", "train", "loop", "--model", config["model"], "--tasks", config["tasks"]]
     for key, value in config.get("task_options", {}).items():
         parts += [{"per_kind": "--per-kind", "path": "--gsm8k-path"}.get(key, f"--{key}"), str(value)]
     for key, flag in flags.items():
         if key in config and config[key] != defaults[key]:
             parts += [flag, str(config[key])]
-    if config.get("grpo_steps"):
-        parts += ["--grpo-steps", str(config["grpo_steps"])]
     for key, flag in (("full", "--full"), ("dpo", "--dpo")):
         if config.get(key):
             parts.append(flag)

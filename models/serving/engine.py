@@ -130,7 +130,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") 
         try:
             return DTYPES[name]
         except KeyError:
-            raise ConfigError(f"unknown dtype {dtype!r}: use auto, {', '.join(k for k in DTYPES if k != 'auto')}") from None
+            names = ", ".join(k for k in DTYPES if k != "auto")
+            raise ConfigError(f"unknown dtype {dtype!r}: use auto, {names}") from None
     return torch.bfloat16 if bf16_is_fast(device) else torch.float32
 
 
@@ -503,7 +504,8 @@ class Engine:
                         cache, mask, positions, logits = self._prefill(group)
                         tokens = self._sample(group, logits)
                         self._accept_all(group, tokens)
-                        parts.append(_Prefilled(group, tokens, cache, mask, positions))
+                        last = torch.tensor(tokens, device=self.device)
+                        parts.append(_Prefilled(group, cache, mask, positions, last))
                     self._merge(parts)
                 self._retire()
             except Exception as exc:
@@ -655,20 +657,19 @@ class Engine:
                 index = torch.tensor(keep, device=self.device)
                 part.cache.batch_select_indices(index)
                 part.mask, part.positions = part.mask.index_select(0, index), part.positions.index_select(0, index)
+                part.last, part.requests = part.last.index_select(0, index), [part.requests[i] for i in keep]
             if keep:
-                part.requests = [part.requests[i] for i in keep]
-                part.tokens = [part.tokens[i] for i in keep]
                 kept.append(part)
         if not kept:
             return
         if self._rows:
             assert self._cache is not None and self._mask is not None and self._positions is not None
             assert self._last is not None
-            kept.insert(0, _Prefilled(self._rows, [], self._cache, self._mask, self._positions, self._last))
+            kept.insert(0, _Prefilled(self._rows, self._cache, self._mask, self._positions, self._last))
+        self._rows = [req for part in kept for req in part.requests]
         if len(kept) == 1:
-            only = kept[0]
-            self._rows, self._cache, self._mask, self._positions = list(only.requests), only.cache, only.mask, only.positions
-            self._last = only.last if only.last is not None else torch.tensor(only.tokens, device=self.device)
+            self._cache, self._mask, self._positions, self._last = (kept[0].cache, kept[0].mask, kept[0].positions,
+                                                                    kept[0].last)
             return
         width = max(part.mask.shape[1] for part in kept)
         cache = kept[0].cache
@@ -679,9 +680,7 @@ class Engine:
         self._cache = cache
         self._mask = torch.cat([_left_pad(part.mask, width, -1) for part in kept])
         self._positions = torch.cat([part.positions for part in kept])
-        self._last = torch.cat([part.last if part.last is not None else torch.tensor(part.tokens, device=self.device)
-                                for part in kept])
-        self._rows = [req for part in kept for req in part.requests]
+        self._last = torch.cat([part.last for part in kept])
 
     def _retire(self) -> None:
         """Drop finished rows from the batch, and padding columns no remaining row needs."""
@@ -820,14 +819,13 @@ class Engine:
 @dataclass
 class _Prefilled:
     """Requests prefilled together (or the running batch): their cache, mask, positions, and the token each
-    feeds next (``last``, or the ``tokens`` just sampled)."""
+    feeds next."""
 
     requests: list[_Request]
-    tokens: list[int]
     cache: DynamicCache
     mask: torch.Tensor
     positions: torch.Tensor
-    last: torch.Tensor | None = None
+    last: torch.Tensor
 
 
 def _left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
