@@ -112,8 +112,9 @@ def model(tokenizer):
 
 
 def make_engine(model, tokenizer, **overrides) -> Engine:
+    """An engine on a copy of ``model``: the engine owns its model and packs it for CPU inference in place."""
     settings = {"dtype": "float32", "max_batch_size": 4, "max_queue": 16, "max_new_tokens": 24, **overrides}
-    return Engine(model, tokenizer, EngineConfig(**settings))
+    return Engine(copy.deepcopy(model), tokenizer, EngineConfig(**settings))
 
 
 @pytest.fixture
