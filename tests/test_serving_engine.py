@@ -6,6 +6,7 @@ Exact-text comparisons run in fp32: bf16 greedy output depends on the batch's sh
 from __future__ import annotations
 
 import asyncio
+import os
 import copy
 import threading
 
@@ -471,3 +472,74 @@ def test_auto_dtype_is_bf16_only_where_it_is_faster():
     assert resolve_dtype("bf16") == torch.bfloat16 and resolve_dtype("float32") == torch.float32
     with pytest.raises(ConfigError, match="unknown dtype"):
         resolve_dtype("int4")
+
+
+SYSTEM = ("<|im_start|>system\nYou answer questions about the weather, the trains and the shops of a small town. "
+          "Be brief.<|im_end|>\n<|im_start|>user\n")
+
+
+def test_a_shared_system_prompt_is_prefilled_once_and_the_text_stays_exact(model, tokenizer):
+    """Four chats with one system prompt: each prefill group stores (or finds) its whole-block common prefix, the
+    later lone joiner extends it, and every text equals the prompt run alone."""
+    engine = make_engine(model, tokenizer, prefill_group_rows=2)
+    questions = ["Will it rain?", "When is the last train?", "Is the bakery open on Sunday?", "Hi"]
+    prompts = [f"{SYSTEM}{q}<|im_end|>\n<|im_start|>assistant\n" for q in questions]
+    handles, _ = drive(engine, {0: [(p, SamplingParams(max_tokens=10)) for p in prompts[:3]],
+                                3: [(prompts[3], SamplingParams(max_tokens=10))]})
+    shared = len(os.path.commonprefix([engine.encode(p) for p in prompts]))
+    block = engine.config.prefix_block
+    for prompt, handle in zip(prompts, handles):
+        got = handle.result()
+        assert got.text == one_at_a_time(model, tokenizer, prompt, 10).text
+        assert got.meta["cached_prompt_tokens"] % block == 0
+        assert shared // block * block <= got.meta["cached_prompt_tokens"] < len(engine.encode(prompt))
+    cached = sum(h.result().meta["cached_prompt_tokens"] for h in handles)
+    assert engine.metrics.cached_prompt_tokens.value() == cached
+    assert engine.prefix_cache is not None and 0 < engine.prefix_cache.cached_tokens <= 4096
+
+
+def test_a_later_turn_reuses_the_conversation_so_far(model, tokenizer):
+    """An agent's next turn extends its last prompt: most of it comes from the cache, and the text stays exact."""
+    engine = make_engine(model, tokenizer)
+    first = f"{SYSTEM}What is the weather like?<|im_end|>\n<|im_start|>assistant\n"
+    reply = engine.generate([first], SamplingParams(max_tokens=12))[0]
+    assert reply.meta["cached_prompt_tokens"] > 0  # a lone prompt stores its own prefix for the next turn
+    second = f"{first}{reply.text}<|im_end|>\n<|im_start|>user\nAnd tomorrow?<|im_end|>\n<|im_start|>assistant\n"
+    again = engine.generate([second], SamplingParams(max_tokens=12))[0]
+    assert again.text == one_at_a_time(model, tokenizer, second, 12).text
+    first_tokens = len(engine.encode(first))
+    assert again.meta["cached_prompt_tokens"] >= first_tokens - engine.config.prefix_block
+
+
+def test_prefix_cache_off_and_prompts_with_nothing_to_share(model, tokenizer):
+    off = make_engine(model, tokenizer, prefix_cache_tokens=0)
+    assert off.prefix_cache is None
+    out = off.generate(PROMPTS[:3], SamplingParams(max_tokens=4))
+    assert [c.meta["cached_prompt_tokens"] for c in out] == [0, 0, 0]
+    on = make_engine(model, tokenizer, prefill_group_rows=8)
+    got = on.generate([PROMPTS[1], PROMPTS[5]], SamplingParams(max_tokens=4))  # "a" is one token: nothing to share
+    assert [c.text for c in got] == [c.text for c in off.generate([PROMPTS[1], PROMPTS[5]],
+                                                                  SamplingParams(max_tokens=4))]
+    assert [c.meta["cached_prompt_tokens"] for c in got] == [0, 0]
+
+
+def test_prefix_cache_evicts_least_recently_used_and_never_serves_another_prompt():
+    from agentkit.models.serving.prefix_cache import CachedPrefix, PrefixCache
+
+    def entry(ids):
+        return CachedPrefix(tuple(ids), [(torch.zeros(1, 1, len(ids), 2), torch.zeros(1, 1, len(ids), 2))])
+
+    cache = PrefixCache(max_tokens=8, block=2)
+    a, b, c = [1, 2, 3, 4], [5, 6, 7, 8], [9, 10]
+    for ids in (a, b):
+        assert cache.put(cache.block_keys(ids, len(ids))[-1], entry(ids))
+    assert cache.longest(a + [99], cache.block_keys(a + [99], 5)).ids == tuple(a)  # a is now the most recent
+    cache.put(cache.block_keys(c, 2)[-1], entry(c))
+    assert len(cache) == 2 and cache.cached_tokens == 6  # b went first
+    assert cache.longest(b, cache.block_keys(b, 4)) is None
+    # a hash that matches is still checked token by token
+    forged = cache.block_keys(a, 4)
+    assert cache.longest([1, 2, 3, 5], forged) is None
+    assert not cache.put(0, entry(list(range(9))))  # larger than the whole cache
+    with pytest.raises(ConfigError, match="prefix_cache_tokens"):
+        EngineConfig(prefix_cache_tokens=-1)

@@ -44,6 +44,7 @@ from agentkit.models import is_local_spec
 from agentkit.models.cpu_inference import pack_linears, use_decode_attention
 from agentkit.models.hf import DTYPES, _find_stop, _held_back, bf16_is_fast, cache_argument, last_position
 from agentkit.models.serving.metrics import EngineMetrics
+from agentkit.models.serving.prefix_cache import CachedPrefix, PrefixCache
 from agentkit.protocols.base import Protocol
 from agentkit.toolspec import ToolSpec
 
@@ -146,7 +147,9 @@ class EngineConfig:
     ``threads`` (torch's, process-wide) applies when :meth:`Engine.from_spec` loads the model.
     ``cpu_fast_paths`` packs the model's linear layers for oneDNN and routes decode attention through
     fp32 matmuls (:mod:`agentkit.models.cpu_inference`) when it runs on CPU: the engine then owns the model,
-    which can no longer be trained or saved."""
+    which can no longer be trained or saved.
+    ``prefix_cache_tokens`` bounds the prefix cache (:mod:`~agentkit.models.serving.prefix_cache`; 0 turns it
+    off): prompt beginnings shared in whole blocks of ``prefix_block`` tokens are prefilled once and reused."""
 
     max_batch_size: int = 32
     max_queue: int = 1024  # a waiting request holds only its prompt ids: size it for the expected concurrency
@@ -158,15 +161,18 @@ class EngineConfig:
     device: str = "cpu"
     threads: int | None = None
     cpu_fast_paths: bool = True
+    prefix_cache_tokens: int = 4096
+    prefix_block: int = 8
 
     def __post_init__(self) -> None:
         if self.prefill_group_spread < 1:
             raise ConfigError(f"prefill_group_spread must be at least 1, got {self.prefill_group_spread}")
-        for name in ("max_batch_size", "max_new_tokens", "max_prefill_tokens", "prefill_group_rows"):
+        for name in ("max_batch_size", "max_new_tokens", "max_prefill_tokens", "prefill_group_rows", "prefix_block"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_queue < 0:
-            raise ConfigError(f"max_queue must be 0 or more, got {self.max_queue}")
+        for name in ("max_queue", "prefix_cache_tokens"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
 
 
 @dataclass
@@ -332,6 +338,7 @@ class _Request:
         self.finish: str | None = None
         self.submitted = time.perf_counter()
         self.first_token_at: float | None = None
+        self.cached_tokens = 0  # prompt tokens whose keys and values came from the prefix cache
         self.max_stop = max((len(s) for s in params.stop), default=0)
 
 
@@ -368,6 +375,9 @@ class Engine:
         pad = tokenizer.pad_token_id
         self.pad_id: int = pad if pad is not None else min(eos_ids) if eos_ids else 0
         self.max_context: int | None = getattr(model.config, "max_position_embeddings", None)
+        self.prefix_cache: PrefixCache | None = (
+            PrefixCache(self.config.prefix_cache_tokens, self.config.prefix_block)
+            if self.config.prefix_cache_tokens else None)
 
         self._lock = threading.Lock()  # guards the waiting queue and the closed flag
         self._waiting: deque[_Request] = deque()
@@ -639,21 +649,66 @@ class Engine:
         return out.logits[:, -1]
 
     def _prefill(self, joiners: list[_Request]) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Prefill the joiners' prompts as one left-padded batch: their cache, mask, positions and last logits."""
-        lengths = [len(r.prompt_ids) for r in joiners]
-        width = max(lengths)
+        """Prefill the joiners' prompts as one batch: their cache, mask, positions and last logits.
+
+        A prefix they share from the prefix cache comes first in every row, then each prompt's remainder,
+        left-padded: ``[prefix | padding | rest]``, with the padding masked out."""
+        prefix = self._shared_prefix(joiners)
+        start = prefix.tokens if prefix is not None else 0
+        rests = [req.prompt_ids[start:] for req in joiners]
+        width = max(len(rest) for rest in rests)
         ids = torch.full((len(joiners), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(joiners), width), dtype=torch.long)
-        for row, req in enumerate(joiners):
-            ids[row, width - lengths[row]:] = torch.tensor(req.prompt_ids, dtype=torch.long)
-            mask[row, width - lengths[row]:] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.zeros((len(joiners), start + width), dtype=torch.long)
+        mask[:, :start] = 1
+        for row, (req, rest) in enumerate(zip(joiners, rests)):
+            ids[row, width - len(rest):] = torch.tensor(rest, dtype=torch.long)
+            mask[row, start + width - len(rest):] = 1
+            req.cached_tokens = start
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, start:]
         ids, mask, positions = ids.to(self.device), mask.to(self.device), positions.to(self.device)
         cache = new_cache(self.model.config)
+        if prefix is not None:  # a fresh SlackLayer keeps what it is given: the rows share the prefix's storage
+            for layer, (keys, values) in zip(cache.layers, prefix.layers):
+                layer.update(keys.expand(len(joiners), -1, -1, -1), values.expand(len(joiners), -1, -1, -1))
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          logits_to_keep=last_position(width, self.device), **{self._cache_kw: cache})
+        lengths = [len(req.prompt_ids) for req in joiners]
         self.metrics.prompt_tokens.inc(sum(lengths))
+        self.metrics.cached_prompt_tokens.inc(start * len(joiners))
         return cache, mask, torch.tensor(lengths, device=self.device), out.logits[:, -1]
+
+    def _shared_prefix(self, group: list[_Request]) -> CachedPrefix | None:
+        """The longest whole-block prefix every prompt of ``group`` shares, from the prefix cache (computed and
+        stored first when the cache holds only a shorter one). Every prompt keeps at least one token to prefill."""
+        if self.prefix_cache is None:
+            return None
+        first = group[0].prompt_ids
+        shared = min(len(req.prompt_ids) for req in group) - 1
+        for req in group[1:]:
+            shared = next((i for i, (a, b) in enumerate(zip(first[:shared], req.prompt_ids)) if a != b), shared)
+        keys = self.prefix_cache.block_keys(first, shared)
+        if not keys:
+            return None
+        hit = self.prefix_cache.longest(first, keys)
+        target = len(keys) * self.prefix_cache.block
+        if hit is not None and hit.tokens == target:
+            return hit
+        entry = self._compute_prefix(first[:target], hit)
+        self.prefix_cache.put(keys[-1], entry)
+        return entry
+
+    def _compute_prefix(self, ids: list[int], base: CachedPrefix | None) -> CachedPrefix:
+        """Keys and values of ``ids`` (one row), continuing from ``base``, a shorter cached prefix of them."""
+        cache = DynamicCache(config=self.model.config)
+        start = 0
+        if base is not None:
+            start = base.tokens
+            for layer, (keys, values) in zip(cache.layers, base.layers):
+                layer.update(keys, values)
+        self.model(input_ids=torch.tensor([ids[start:]], dtype=torch.long, device=self.device),
+                   position_ids=torch.arange(start, len(ids), device=self.device)[None], use_cache=True,
+                   logits_to_keep=last_position(len(ids) - start, self.device), **{self._cache_kw: cache})
+        return CachedPrefix(tuple(ids), [(layer.keys, layer.values) for layer in cache.layers])
 
     def _merge(self, parts: list[_Prefilled]) -> None:
         """Append the prefilled requests still running to the batch: every part's cache, and the batch's own,
@@ -820,7 +875,8 @@ class Engine:
             prompt_tokens=len(req.prompt_ids),
             completion_tokens=req.generated,
             latency_s=now - req.submitted,
-            meta={"finish_reason": reason, "ttft_s": ttft, "request_id": req.handle.id},
+            meta={"finish_reason": reason, "ttft_s": ttft, "request_id": req.handle.id,
+                  "cached_prompt_tokens": req.cached_tokens},
         ))
 
 

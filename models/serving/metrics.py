@@ -158,7 +158,9 @@ class EngineMetrics(Registry):
         super().__init__()
         self.requests = self.add(Counter(f"{prefix}_requests_total", "Requests finished, by finish reason.",
                                          ["finish_reason"]))
-        self.prompt_tokens = self.add(Counter(f"{prefix}_prompt_tokens_total", "Prompt tokens prefilled."))
+        self.prompt_tokens = self.add(Counter(f"{prefix}_prompt_tokens_total", "Prompt tokens, cached ones included."))
+        self.cached_prompt_tokens = self.add(Counter(f"{prefix}_prompt_tokens_cached_total",
+                                                     "Prompt tokens taken from the prefix cache, not prefilled."))
         self.generated_tokens = self.add(Counter(f"{prefix}_generation_tokens_total", "Tokens generated."))
         self.steps = self.add(Counter(f"{prefix}_steps_total", "Engine steps (one decode token per running request)."))
         self.running = self.add(Gauge(f"{prefix}_requests_running", "Requests in the running batch.", running))
