@@ -8,8 +8,10 @@ order, because results here depend on what ran earlier in the same process (FACT
 * ``padded batch`` – HF ``generate`` on left-padded batches of ``C`` prompts (the best plain batch).
 * ``generate_batch`` – transformers' own continuous batching, tuned as in FACTS.md.
 * ``agentkit serve`` – our server over HTTP (streaming SSE, one client per request).
+* ``padded batch, contiguous lm_head`` (``--fixed-padded``) – the padded batch inside ``contiguous_lm_head``:
+  how much of our lead is transformers' prefill hitting pytorch/pytorch#151934, which the engine avoids.
 
-Batched lines share one dtype (``--batch-dtype``, default: bf16 on CPUs with AMX, where it is faster, else fp32).
+Batched lines share one dtype (``--batch-dtype``, default: bf16 where it measures faster, else fp32).
 
 Prints output tok/s, req/s, TTFT and TPOT p50/p99 and the ratios at the highest concurrency; then a load run of
 ``--load`` concurrent requests through the official ``openai`` SDK (which retries a 503 after Retry-After) and
@@ -23,9 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -118,7 +118,11 @@ class _Clock:
 def run_hf(variant: str, prompts: list[list[int]], concurrency: int, limits: list[int], dtype: str) -> dict:
     """A padded row cannot stop at its own limit: the batch runs to its longest limit and a row's useful tokens
     end at its own (counted so, and its last token is timed at that step)."""
+    import contextlib
+
     import torch
+
+    from agentkit.models.hf import contiguous_lm_head
 
     model, tokenizer = load_model(dtype)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -132,7 +136,8 @@ def run_hf(variant: str, prompts: list[list[int]], concurrency: int, limits: lis
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
         clock = _Clock()
-        with torch.inference_mode():
+        fix = contiguous_lm_head(model) if variant == "padded-fixed" else contextlib.nullcontext()
+        with torch.inference_mode(), fix:
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
                                  pad_token_id=pad, streamer=clock)
         return out[:, width:], clock.times
@@ -189,7 +194,7 @@ def child(args: argparse.Namespace) -> None:
     prompts = [chat_ids(tokenizer, q) for q in questions(args.data, args.requests)]
     concurrency = args.concurrency[0]
     limits = token_limits(len(prompts), args.max_new_tokens, args.mixed)
-    if args.child in ("sequential", "padded"):
+    if args.child in ("sequential", "padded", "padded-fixed"):
         result = run_hf(args.child, prompts, concurrency, limits, args.dtype)
     else:
         result = run_generate_batch(prompts, concurrency, limits, args.dtype)
@@ -364,10 +369,14 @@ def main() -> None:
     parser.add_argument("--server-only", action="store_true", help="skip the transformers baselines")
     parser.add_argument("--chart", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
-    parser.add_argument("--child", choices=["sequential", "padded", "generate_batch"], help=argparse.SUPPRESS)
+    parser.add_argument("--fixed-padded", action="store_true",
+                        help="add the padded batch with a contiguous lm_head input (see the docstring)")
+    parser.add_argument("--child", choices=["sequential", "padded", "padded-fixed", "generate_batch"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--requests", type=int, default=8, help=argparse.SUPPRESS)
     parser.add_argument("--batch-dtype", default="auto",
-                        help="dtype of every batched line (ours included): auto = bf16 on AMX CPUs, else fp32")
+                        help="dtype of every batched line (ours included): auto = bf16 where it measures faster, "
+                             "else fp32")
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -388,6 +397,9 @@ def main() -> None:
         rows.append(("sequential fp32", c, sequential))
         rows.append((f"padded batch {short}", c, run_child("padded", c, n, args, batch_dtype)))
         rows.append((f"generate_batch {short}", c, run_child("generate_batch", c, n, args, batch_dtype)))
+        if args.fixed_padded:
+            rows.append((f"padded batch {short}, contiguous lm_head", c,
+                         run_child("padded-fixed", c, n, args, batch_dtype)))
         print(f"  baselines at {c} done", file=sys.stderr)
     extra: dict[str, Any] = {}
     with Server(max_batch_size=top, dtype=batch_dtype) as server:
@@ -409,7 +421,8 @@ def main() -> None:
              for name, c, r in sorted(rows, key=lambda row: (row[1], row[0]))]
     print(table(headers, lines, markdown=True))
     ours = next(r for n, c, r in rows if n.startswith("agentkit") and c == top)
-    for name in ("sequential fp32", f"padded batch {short}", f"generate_batch {short}"):
+    for name in ("sequential fp32", f"padded batch {short}", f"generate_batch {short}",
+                 f"padded batch {short}, contiguous lm_head"):
         base = next((r for n, c, r in rows if n == name and c == top), None)
         if base is None:
             continue

@@ -26,17 +26,20 @@ def register(app: typer.Typer) -> None:
                                       "(a waiting request holds only its prompt ids)"),
         max_new_tokens: int = typer.Option(512, "--max-new-tokens", help="default max_tokens of a request"),
         dtype: str = typer.Option("auto", "--dtype",
-                                  help="auto (bf16 on GPUs and AMX CPUs, where it is faster; else fp32), float32, bfloat16"),
+                                  help="auto (bf16 where it measures faster: GPUs, AMX CPUs, some others; else fp32), "
+                                       "float32, bfloat16"),
         protocol: str | None = typer.Option(None, "--protocol",
                                                help="tool-call format: internlm2 (default), openai_tools, react, autogpt"),
         name: str | None = typer.Option(None, "--name", help="model name clients send (default: from --model)"),
         threads: int | None = typer.Option(None, "--threads", help="torch threads (default: one per core)"),
+        prefix_cache_tokens: int = typer.Option(4096, "--prefix-cache-tokens",
+                                                help="prompt-prefix tokens kept for reuse across requests (0: off)"),
     ) -> None:
         """Serve a model at /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics."""
         from agentkit.models.serving.engine import EngineConfig
         from agentkit.models.serving.server import serve
 
         config = EngineConfig(max_batch_size=max_batch_size, max_queue=max_queue, max_new_tokens=max_new_tokens,
-                              dtype=dtype, threads=threads)
+                              dtype=dtype, threads=threads, prefix_cache_tokens=prefix_cache_tokens)
         serve(model, host=host, port=port, api_key=api_key, config=config, model_name=name, protocol=protocol,
               ready=lambda url: typer.echo(f"agentkit: serving {name or model} at {url}", err=True))

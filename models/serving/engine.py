@@ -346,8 +346,9 @@ class Engine:
     """Continuous batching over ``model`` (a transformers causal LM with full attention).
 
     The engine owns ``model``: it is cast to ``config.dtype`` (``auto``: see :func:`resolve_dtype`), put on
-    ``config.device`` and, on CPU, packed for inference (``config.cpu_fast_paths``), all in place. Call :meth:`run_forever` on the thread that should own the model (the main
-    thread, for speed), or :meth:`step` from your own loop; :meth:`submit` is safe from any thread.
+    ``config.device`` and, on CPU, packed for inference (``config.cpu_fast_paths``), all in place. Call
+    :meth:`run_forever` on the thread that should own the model (the main thread, for speed), or :meth:`step`
+    from your own loop; :meth:`submit` is safe from any thread.
     """
 
     def __init__(self, model: Any, tokenizer: Any, config: EngineConfig | None = None, *,
