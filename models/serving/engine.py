@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
@@ -57,6 +58,7 @@ __all__ = [
     "RequestHandle",
     "SamplingParams",
     "SlackLayer",
+    "greedy_tokens",
     "new_cache",
     "resolve_dtype",
 ]
@@ -783,7 +785,7 @@ class Engine:
         One uniform number per sampling row is drawn from the request's generator and mapped through
         the row's cumulative distribution, so a seeded request samples the same tokens whatever else
         is in the batch."""
-        tokens = logits.float().argmax(dim=-1).tolist()  # fp32 as in generate (and bf16 argmax is ~5x slower on CPU)
+        tokens = greedy_tokens(logits)
         rows = [i for i, r in enumerate(reqs) if r.params.temperature > 0]
         if not rows:
             return tokens
@@ -891,6 +893,17 @@ class _Prefilled:
     mask: torch.Tensor
     positions: torch.Tensor
     last: torch.Tensor
+
+
+def greedy_tokens(logits: torch.Tensor) -> list[int]:
+    """The argmax of each row of ``logits`` ``[rows, vocab]``, compared in fp32 as ``generate`` does.
+
+    On CPU numpy's argmax is used: torch's scans a 49k-token row with a scalar loop (1.9 ms against 0.26 ms
+    for 32 rows of the embedded model's vocabulary here). Ties go to the first index in both."""
+    scores = logits.float()
+    if scores.device.type == "cpu":
+        return np.argmax(scores.numpy(), axis=-1).tolist()
+    return scores.argmax(dim=-1).tolist()
 
 
 def _left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
