@@ -460,6 +460,40 @@ def test_slack_layer_writes_in_place_and_equals_concatenation():
     assert torch.equal(keys, torch.cat([expected_k[:1], step[0]], -2))
 
 
+def test_slack_layer_joins_and_leaves_in_one_copy_and_keeps_room():
+    import torch
+
+    from agentkit.models.serving.engine import SlackLayer
+
+    def filled(rows: int, length: int) -> SlackLayer:
+        layer = SlackLayer(slack=4)
+        layer.update(torch.randn(rows, 2, length, 8), torch.randn(rows, 2, length, 8))
+        layer.update(torch.randn(rows, 2, 1, 8), torch.randn(rows, 2, 1, 8))  # now in a room
+        return layer
+
+    running, joining = filled(3, 6), filled(2, 3)
+    want_k = torch.cat([running.keys, torch.nn.functional.pad(joining.keys, (0, 0, 3, 0))])
+    want_v = torch.cat([running.values, torch.nn.functional.pad(joining.values, (0, 0, 3, 0))])
+    merged = SlackLayer.merged([running, joining], width=7)
+    assert torch.equal(merged.keys, want_k) and torch.equal(merged.values, want_v)  # padding is zeros
+    step = torch.randn(5, 2, 1, 8), torch.randn(5, 2, 1, 8)
+    before = merged.keys.data_ptr()
+    keys, values = merged.update(*step)
+    assert keys.data_ptr() == before  # the merge left room: this step wrote in place
+    want_k, want_v = torch.cat([want_k, step[0]], -2), torch.cat([want_v, step[1]], -2)
+    assert torch.equal(keys, want_k) and torch.equal(values, want_v)
+
+    index = torch.tensor([3, 4])  # the first three rows finish; the joiners' first 3 positions are padding
+    merged.keep_rows(index, first=3)
+    want_k, want_v = want_k[3:, :, 3:], want_v[3:, :, 3:]
+    assert torch.equal(merged.keys, want_k) and torch.equal(merged.values, want_v)
+    before = merged.keys.data_ptr()
+    step = torch.randn(2, 2, 1, 8), torch.randn(2, 2, 1, 8)
+    keys, values = merged.update(*step)
+    assert keys.data_ptr() == before
+    assert torch.equal(keys, torch.cat([want_k, step[0]], -2)) and torch.equal(values, torch.cat([want_v, step[1]], -2))
+
+
 def test_auto_dtype_is_bf16_only_where_it_is_faster():
     import torch
 

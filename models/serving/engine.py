@@ -80,14 +80,17 @@ class SlackLayer(DynamicLayer):
 
     ``DynamicLayer.update`` concatenates, copying the whole cache at every decode step: that was 24% of a
     32-row step of the embedded model here. This layer writes the new position in place and reallocates
-    (with ``slack`` spare positions) only when the room runs out or the engine has replaced ``keys`` /
-    ``values`` (a join or a leave builds new tensors)."""
+    (with ``slack`` spare positions) only when the room runs out or something else has replaced ``keys`` /
+    ``values``. A join (:meth:`merged`) or a leave (:meth:`keep_rows`) builds the new buffers directly, with
+    room, so the batch's cache is copied once per join or leave instead of two or three times (pad, concatenate,
+    then reserve room at the next step)."""
 
     def __init__(self, slack: int = 32):
         super().__init__()
         self.slack = slack
         self._key_room: torch.Tensor | None = None
         self._value_room: torch.Tensor | None = None
+        self._start = 0  # keys == room[:, :, start:start + length]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
                **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,18 +100,23 @@ class SlackLayer(DynamicLayer):
             return self.keys, self.values
         length, new = self.keys.shape[-2], key_states.shape[-2]
         if not self._has_room(length + new):
-            self._reserve(length, length + new + max(self.slack, (length + new) // 8))
+            self._reserve(length, self._capacity(length + new))
         assert self._key_room is not None and self._value_room is not None
-        self._key_room[:, :, length:length + new] = key_states
-        self._value_room[:, :, length:length + new] = value_states
-        self.keys = self._key_room[:, :, :length + new]
-        self.values = self._value_room[:, :, :length + new]
+        begin, end = self._start + length, self._start + length + new
+        self._key_room[:, :, begin:end] = key_states
+        self._value_room[:, :, begin:end] = value_states
+        self.keys = self._key_room[:, :, self._start:end]
+        self.values = self._value_room[:, :, self._start:end]
         return self.keys, self.values
+
+    def _capacity(self, needed: int) -> int:
+        return needed + max(self.slack, needed // 8)
 
     def _has_room(self, needed: int) -> bool:
         room = self._key_room
-        return (room is not None and room.data_ptr() == self.keys.data_ptr() and room.shape[0] == self.keys.shape[0]
-                and room.shape[-2] >= needed)
+        return (room is not None and room.shape[0] == self.keys.shape[0] and room.shape[-2] - self._start >= needed
+                and room[:, :, self._start:].data_ptr() == self.keys.data_ptr()
+                and self.keys.stride() == room.stride())
 
     def _reserve(self, length: int, capacity: int) -> None:
         batch, heads, _, dim = self.keys.shape
@@ -116,6 +124,44 @@ class SlackLayer(DynamicLayer):
         self._value_room = self.values.new_empty((batch, heads, capacity, self.values.shape[-1]))
         self._key_room[:, :, :length] = self.keys
         self._value_room[:, :, :length] = self.values
+        self._start = 0
+
+    def keep_rows(self, index: torch.Tensor, first: int = 0) -> None:
+        """Keep the batch rows in ``index`` and drop the first ``first`` positions (padding in every kept row),
+        in one copy that keeps the spare room."""
+        length = self.keys.shape[-2]
+        if self._has_room(length):
+            assert self._key_room is not None and self._value_room is not None
+            self._key_room = self._key_room.index_select(0, index)
+            self._value_room = self._value_room.index_select(0, index)
+            self._start += first
+            self.keys = self._key_room[:, :, self._start:self._start + length - first]
+            self.values = self._value_room[:, :, self._start:self._start + length - first]
+        else:
+            self.keys = self.keys.index_select(0, index)[:, :, first:]
+            self.values = self.values.index_select(0, index)[:, :, first:]
+
+    @classmethod
+    def merged(cls, layers: Sequence[DynamicLayer], width: int) -> SlackLayer:
+        """One layer holding every layer's rows in order, each left-padded with zeros to ``width`` positions
+        (zeros, not garbage: masked-out positions still meet the values in attention), with spare room."""
+        first = layers[0]
+        merged = cls(getattr(first, "slack", 32))
+        merged.device, merged.is_initialized = first.keys.device, True
+        rows = sum(layer.keys.shape[0] for layer in layers)
+        _, heads, _, dim = first.keys.shape
+        capacity = merged._capacity(width + 1)
+        merged._key_room = first.keys.new_empty((rows, heads, capacity, dim))
+        merged._value_room = first.values.new_empty((rows, heads, capacity, first.values.shape[-1]))
+        row = 0
+        for layer in layers:
+            count, length = layer.keys.shape[0], layer.keys.shape[-2]
+            for room, part in ((merged._key_room, layer.keys), (merged._value_room, layer.values)):
+                room[row:row + count, :, :width - length].zero_()
+                room[row:row + count, :, width - length:width] = part
+            row += count
+        merged.keys, merged.values = merged._key_room[:, :, :width], merged._value_room[:, :, :width]
+        return merged
 
 
 def new_cache(config: Any) -> DynamicCache:
@@ -739,10 +785,8 @@ class Engine:
             return
         width = max(part.mask.shape[1] for part in kept)
         cache = kept[0].cache
-        for index, layer in enumerate(cache.layers):
-            layers = [part.cache.layers[index] for part in kept]
-            layer.keys = torch.cat([_left_pad(other.keys, width, -2) for other in layers])
-            layer.values = torch.cat([_left_pad(other.values, width, -2) for other in layers])
+        cache.layers = [SlackLayer.merged([part.cache.layers[index] for part in kept], width)
+                        for index in range(len(cache.layers))]
         self._cache = cache
         self._mask = torch.cat([_left_pad(part.mask, width, -1) for part in kept])
         self._positions = torch.cat([part.positions for part in kept])
@@ -763,8 +807,11 @@ class Engine:
         first = int(used.int().argmax())  # leading columns that are padding in every remaining row
         mask = mask[:, first:]
         for layer in self._cache.layers:
-            layer.keys = layer.keys.index_select(0, index)[:, :, first:]
-            layer.values = layer.values.index_select(0, index)[:, :, first:]
+            if isinstance(layer, SlackLayer):
+                layer.keep_rows(index, first)
+            else:
+                layer.keys = layer.keys.index_select(0, index)[:, :, first:]
+                layer.values = layer.values.index_select(0, index)[:, :, first:]
         self._mask = mask
         self._positions = self._positions.index_select(0, index)
         self._last = self._last.index_select(0, index)
