@@ -184,6 +184,26 @@ def test_chat_stream_with_our_client_and_the_sdk(url, engine):
     assert events[-1].usage.completion_tokens == final.usage.completion_tokens
 
 
+def test_usage_reports_prefix_cache_hits_as_cached_tokens(url, engine):
+    system = Message.system("You answer questions about the weather in the city of Lisbon, briefly and politely. "
+                            "Never mention other cities, and say when you do not know.")
+    client = sdk(url)
+    counts = []
+    for question in ("Is it raining?", "Is it windy?"):
+        messages = [system.to_openai(), Message.user(question).to_openai()]
+        reply = client.chat.completions.create(model=NAME, messages=messages, max_tokens=4, temperature=0)
+        counts.append(reply.usage.prompt_tokens_details.cached_tokens)
+    assert counts[1] >= 16 and counts[1] % engine.config.prefix_block == 0  # the shared system prompt, in blocks
+    assert counts[1] < reply.usage.prompt_tokens
+
+    stream = client.chat.completions.create(model=NAME, messages=messages, max_tokens=4, temperature=0,
+                                            stream=True, stream_options={"include_usage": True})
+    assert list(stream)[-1].usage.prompt_tokens_details.cached_tokens >= counts[1]
+    text = client.completions.create(model=NAME, prompt=InternLM2Protocol().prompt(
+        [system, Message.user("Is it sunny?")], None), max_tokens=4, temperature=0)
+    assert text.usage.prompt_tokens_details.cached_tokens >= 16
+
+
 def test_concurrent_requests_share_the_engine(url, engine):
     messages = [[Message.user(f"Count to {i}.")] for i in range(6)]
     wants = [InternLM2Protocol().parse(expected(engine, m, 10)).text for m in messages]

@@ -1027,6 +1027,7 @@ class EngineModel(CompletionModel):
     def _to_message(self, completion: Completion) -> Message:
         message = super()._to_message(completion)
         message.meta["finish_reason"] = completion.meta.get("finish_reason", "stop")
+        message.meta["cached_prompt_tokens"] = completion.meta.get("cached_prompt_tokens", 0)
         return message
 
     def astream(self, messages: list[Message], *, tools: list[ToolSpec] | None = None,

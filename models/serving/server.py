@@ -250,9 +250,25 @@ def _tools(raw: list[dict[str, Any]] | None) -> list[ToolSpec] | None:
     return specs
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> dict[str, Any]:
+    """OpenAI's usage object; ``prompt_tokens_details.cached_tokens`` where the model reports prefix-cache hits."""
+    usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                             "total_tokens": prompt_tokens + completion_tokens}
+    if cached_tokens is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    return usage
+
+
+def _message_usage(message: Message) -> dict[str, Any]:
+    usage = message.usage
+    return _usage(usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
+                  message.meta.get("cached_prompt_tokens"))
+
+
+def _completions_usage(results: list[Completion]) -> dict[str, Any]:
+    cached = [c.meta.get("cached_prompt_tokens") for c in results]
+    return _usage(sum(c.prompt_tokens for c in results), sum(c.completion_tokens for c in results),
+                  None if None in cached else sum(cached))
 
 
 def _assistant_dict(message: Message) -> dict[str, Any]:
@@ -385,12 +401,11 @@ def create_app(engine_or_model: Engine | ChatModel, model_name: str, api_key: st
         reply_id, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if not body.stream:
             message = await _guard(lambda: model.agenerate(messages, tools=tools, config=config))
-            usage = message.usage
             return JSONResponse({
                 "id": reply_id, "object": "chat.completion", "created": now, "model": model_name,
                 "choices": [{"index": 0, "message": _assistant_dict(message), "finish_reason": _finish_reason(message),
                              "logprobs": None}],
-                "usage": _usage(usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0),
+                "usage": _message_usage(message),
             })
 
         async def opened() -> Any:
@@ -420,7 +435,7 @@ def create_app(engine_or_model: Engine | ChatModel, model_name: str, api_key: st
             "id": reply_id, "object": "text_completion", "created": now, "model": model_name,
             "choices": [{"index": i, "text": c.text, "finish_reason": _completion_finish(c), "logprobs": None}
                         for i, c in enumerate(results)],
-            "usage": _usage(sum(c.prompt_tokens for c in results), sum(c.completion_tokens for c in results)),
+            "usage": _completions_usage(results),
         })
 
     return app
@@ -491,10 +506,8 @@ async def _chat_events(chunks: AsyncIterator[Any], reply_id: str, created: int, 
             yield chunk({"tool_calls": [{"index": index, **call}]})
     yield chunk({}, _finish_reason(final))
     if include_usage:
-        usage = final.usage
         yield _sse({"id": reply_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
-                    "choices": [], "usage": _usage(usage.prompt_tokens if usage else 0,
-                                                   usage.completion_tokens if usage else 0)})
+                    "choices": [], "usage": _message_usage(final)})
     yield _sse("[DONE]")
 
 
@@ -521,7 +534,7 @@ async def _completion_events(pieces: AsyncIterator[str | Completion], reply_id: 
     yield chunk("", _completion_finish(final))
     if include_usage:
         yield _sse({"id": reply_id, "object": "text_completion", "created": created, "model": model_name,
-                    "choices": [], "usage": _usage(final.prompt_tokens, final.completion_tokens)})
+                    "choices": [], "usage": _completions_usage([final])})
     yield _sse("[DONE]")
 
 
