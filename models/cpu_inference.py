@@ -5,9 +5,9 @@
   the tokens per second with it on the AMD EPYC in ../shared/FACTS.md; bf16 results are bit-identical.
 * :func:`use_decode_attention` routes single-token (decode) attention to SDPA with ``enable_gqa``, which reads
   the grouped key/value heads in place, instead of transformers' SDPA path, which copies every key/value head
-  once per query head when there is a mask: 0.30 ms per layer for 32 rows of the embedded model at 180 cached
-  positions on the Intel Xeon (AMX) in ../shared/FACTS.md, against 0.81 for transformers' path and 0.80 for
-  the two fp32 matmuls used before. Prefill still goes to transformers.
+  once per query head when there is a mask: 1.14-1.21x transformers' path for 32 rows at 180 positions on the
+  Intel Xeon (AMX) in ../shared/FACTS.md, and 2-3.6x the two fp32 matmuls used before (bench/decode_attention.py).
+  Prefill still goes to transformers.
 
 A packed model is for inference only: the packed weight is an opaque oneDNN tensor (no gradients, no
 ``state_dict`` round trip, no ``.to()``).
