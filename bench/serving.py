@@ -11,13 +11,17 @@ order, because results here depend on what ran earlier in the same process (FACT
 * ``padded batch, contiguous lm_head`` (``--fixed-padded``) – the padded batch inside ``contiguous_lm_head``:
   how much of our lead is transformers' prefill hitting pytorch/pytorch#151934, which the engine avoids.
 
+This machine's speed drifts over minutes (the same line moved by 1.5x within an hour here), so ``--rounds N``
+runs every variant N times in rounds against one server process and reports each variant's median round and
+the median of the within-round ratios: a ratio then compares runs minutes apart, not a whole benchmark apart.
+
 Batched lines share one dtype (``--batch-dtype``, default: bf16 where it measures faster, else fp32).
 
 Prints output tok/s, req/s, TTFT and TPOT p50/p99 and the ratios at the highest concurrency; then a load run of
 ``--load`` concurrent requests through the official ``openai`` SDK (which retries a 503 after Retry-After) and
 the server's peak resident memory. ``--chart PATH`` writes a PNG.
 
-    .venv/bin/python bench/serving.py [--max-new-tokens 64] [--load 500] [--chart docs/img/serving.png]
+    .venv/bin/python bench/serving.py [--max-new-tokens 64] [--load 500] [--rounds 1] [--chart docs/img/serving.png]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import argparse
 import asyncio
 import json
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -357,6 +362,38 @@ def chart(rows: list[tuple[str, int, dict]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def one_round(server: Server, args: argparse.Namespace, batch_dtype: str, short: str) -> list[tuple[str, int, dict]]:
+    """Every variant once, baselines then our server at each concurrency (the sequential line once per round)."""
+    rows: list[tuple[str, int, dict]] = []
+    sequential = None if args.server_only else run_child("sequential", 1, 8, args, "float32")
+    for c in args.concurrency:
+        n = max(c, 8)
+        if sequential is not None:
+            rows.append(("sequential fp32", c, sequential))
+            rows.append((f"padded batch {short}", c, run_child("padded", c, n, args, batch_dtype)))
+            rows.append((f"generate_batch {short}", c, run_child("generate_batch", c, n, args, batch_dtype)))
+            if args.fixed_padded:
+                rows.append((f"padded batch {short}, contiguous lm_head", c,
+                             run_child("padded-fixed", c, n, args, batch_dtype)))
+        prompts = questions(args.data, n)
+        limits = token_limits(len(prompts), args.max_new_tokens, args.mixed)
+        rows.append((f"agentkit serve {short}", c, asyncio.run(drive(server.url, prompts, c, limits))))
+    return rows
+
+
+def find(rows: list[tuple[str, int, dict]], name: str, concurrency: int) -> dict | None:
+    return next((r for n, c, r in rows if n == name and c == concurrency), None)
+
+
+def median_rows(rounds: list[list[tuple[str, int, dict]]]) -> list[tuple[str, int, dict]]:
+    """Per variant and concurrency, the round whose tok/s is the median (the lower middle one for an even count)."""
+    out = []
+    for name, c, _ in rounds[0]:
+        runs = sorted((r for run in rounds if (r := find(run, name, c))), key=lambda r: r["tok_s"])
+        out.append((name, c, runs[(len(runs) - 1) // 2]))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="GSM8K jsonl (questions)")
@@ -367,6 +404,9 @@ def main() -> None:
     parser.add_argument("--mixed", action="store_true",
                         help=f"per-request max_tokens cycling through {MIXED_LIMITS} instead of --max-new-tokens")
     parser.add_argument("--server-only", action="store_true", help="skip the transformers baselines")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every variant this many times, in rounds; report each variant's median round and "
+                             "the median of the within-round ratios (this machine's speed drifts over minutes)")
     parser.add_argument("--chart", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
     parser.add_argument("--fixed-padded", action="store_true",
@@ -389,50 +429,42 @@ def main() -> None:
     short = {"bfloat16": "bf16", "float32": "fp32"}.get(batch_dtype, batch_dtype)
     print(json.dumps({**machine_info(), **package_versions("torch", "transformers"), "batch_dtype": batch_dtype,
                       "mixed": args.mixed}))
-    rows: list[tuple[str, int, dict]] = []
     top = max(args.concurrency)
-    sequential = None if args.server_only else run_child("sequential", 1, 8, args, "float32")
-    for c in [] if args.server_only else args.concurrency:
-        n = max(c, 8)
-        rows.append(("sequential fp32", c, sequential))
-        rows.append((f"padded batch {short}", c, run_child("padded", c, n, args, batch_dtype)))
-        rows.append((f"generate_batch {short}", c, run_child("generate_batch", c, n, args, batch_dtype)))
-        if args.fixed_padded:
-            rows.append((f"padded batch {short}, contiguous lm_head", c,
-                         run_child("padded-fixed", c, n, args, batch_dtype)))
-        print(f"  baselines at {c} done", file=sys.stderr)
+    rounds: list[list[tuple[str, int, dict]]] = []
     extra: dict[str, Any] = {}
     with Server(max_batch_size=top, dtype=batch_dtype) as server:
-        for c in args.concurrency:
-            prompts = questions(args.data, max(c, 8))
-            limits = token_limits(len(prompts), args.max_new_tokens, args.mixed)
-            rows.append((f"agentkit serve {short}", c, asyncio.run(drive(server.url, prompts, c, limits))))
-            if c == top:
-                extra["peak_rss_mib_at_top"] = server.peak_rss_mib()
+        for index in range(args.rounds):
+            rounds.append(one_round(server, args, batch_dtype, short))
+            print(f"  round {index + 1} of {args.rounds} done", file=sys.stderr)
+        extra["peak_rss_mib_at_top"] = server.peak_rss_mib()
         if args.load:
             extra["load"] = asyncio.run(load_run(server.url, questions(args.data, 64), args.load,
                                                  args.load_max_new_tokens))
             extra["http_requests"] = server.metric("agentkit_http_requests_total")
         extra["peak_rss_mib_after_load"] = server.peak_rss_mib()
+    rows = median_rows(rounds)
 
     headers = ["variant", "conc", "reqs", "tok/s", "req/s", "TTFT p50", "TTFT p99", "TPOT p50 ms", "TPOT p99 ms"]
     lines = [[name, c, r["requests"], fmt(r["tok_s"], 1), fmt(r["req_s"], 2), fmt(r["ttft_p50"]), fmt(r["ttft_p99"]),
               fmt(r["tpot_p50"] * 1000, 1), fmt(r["tpot_p99"] * 1000, 1)]
              for name, c, r in sorted(rows, key=lambda row: (row[1], row[0]))]
     print(table(headers, lines, markdown=True))
-    ours = next(r for n, c, r in rows if n.startswith("agentkit") and c == top)
     for name in ("sequential fp32", f"padded batch {short}", f"generate_batch {short}",
                  f"padded batch {short}, contiguous lm_head"):
-        base = next((r for n, c, r in rows if n == name and c == top), None)
-        if base is None:
-            continue
-        print(f"at concurrency {top}: agentkit serve / {name} = {ours['tok_s'] / base['tok_s']:.2f}x tok/s")
+        ratios = [ours["tok_s"] / base["tok_s"] for ours, base in
+                  ((find(run, f"agentkit serve {short}", top), find(run, name, top)) for run in rounds) if base]
+        if ratios:
+            each = ", ".join(f"{r:.2f}" for r in ratios)
+            print(f"at concurrency {top}: agentkit serve / {name} = {statistics.median(ratios):.2f}x tok/s"
+                  + (f" (median of rounds: {each})" if len(ratios) > 1 else ""))
     print(json.dumps(extra, indent=1))
     if args.chart:
         chart(rows, args.chart)
         print(f"chart: {args.chart}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": [[n, c, r] for n, c, r in rows], **extra}, indent=1))
+        args.json.write_text(json.dumps({"rows": [[n, c, r] for n, c, r in rows],
+                                         "rounds": [[[n, c, r] for n, c, r in run] for run in rounds], **extra},
+                                        indent=1))
 
 
 if __name__ == "__main__":
