@@ -75,7 +75,8 @@ def main() -> None:
                 }
                 want = variants["fp32 matmuls"]().float()
                 for name, fn in variants.items():  # same answer first, then the clock
-                    got = fn()[0] if isinstance(fn(), tuple) else fn()
+                    got = fn()
+                    got = got[0] if isinstance(got, tuple) else got
                     assert (got.float() - want).abs().max() < 0.05, name
                 times = {name: [] for name in variants}
                 for _ in range(args.repeats):

@@ -419,6 +419,8 @@ def main() -> None:
                              "else fp32")
     parser.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.child:
         child(args)
         return
@@ -456,7 +458,7 @@ def main() -> None:
         if ratios:
             each = ", ".join(f"{r:.2f}" for r in ratios)
             print(f"at concurrency {top}: agentkit serve / {name} = {statistics.median(ratios):.2f}x tok/s"
-                  + (f" (median of rounds: {each})" if len(ratios) > 1 else ""))
+                  + (f" (rounds: {each})" if len(ratios) > 1 else ""))
     print(json.dumps(extra, indent=1))
     if args.chart:
         chart(rows, args.chart)

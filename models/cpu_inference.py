@@ -6,7 +6,7 @@
 * :func:`use_decode_attention` routes single-token (decode) attention to SDPA with ``enable_gqa``, which reads
   the grouped key/value heads in place, instead of transformers' SDPA path, which copies every key/value head
   once per query head when there is a mask: 1.14-1.21x transformers' path for 32 rows at 180 positions on the
-  Intel Xeon (AMX) in ../shared/FACTS.md, and 2-3.6x the two fp32 matmuls used before (bench/decode_attention.py).
+  Intel Xeon (AMX) in ../shared/FACTS.md, and 2.3-4.4x the two fp32 matmuls used before (bench/decode_attention.py).
   Prefill still goes to transformers.
 
 A packed model is for inference only: the packed weight is an opaque oneDNN tensor (no gradients, no
@@ -96,9 +96,8 @@ def decode_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
     if query.shape[2] != 1 or module.training or kwargs.get("softcap") is not None or dropout:
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
-    batch, heads, _, dim = query.shape
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling,
-                                         enable_gqa=heads != key.shape[1])
+                                         enable_gqa=query.shape[1] != key.shape[1])
     return out.transpose(1, 2), None  # [batch, 1, heads, dim], as transformers' attention functions return
 
 

@@ -142,11 +142,11 @@ class SlackLayer(DynamicLayer):
             self.values = self.values.index_select(0, index)[:, :, first:]
 
     @classmethod
-    def merged(cls, layers: Sequence[DynamicLayer], width: int) -> SlackLayer:
+    def merged(cls, layers: Sequence[SlackLayer], width: int) -> SlackLayer:
         """One layer holding every layer's rows in order, each left-padded with zeros to ``width`` positions
         (zeros, not garbage: masked-out positions still meet the values in attention), with spare room."""
         first = layers[0]
-        merged = cls(getattr(first, "slack", 32))
+        merged = cls(first.slack)
         merged.device, merged.is_initialized = first.keys.device, True
         rows = sum(layer.keys.shape[0] for layer in layers)
         _, heads, _, dim = first.keys.shape
@@ -788,7 +788,7 @@ class Engine:
         cache.layers = [SlackLayer.merged([part.cache.layers[index] for part in kept], width)
                         for index in range(len(cache.layers))]
         self._cache = cache
-        self._mask = torch.cat([_left_pad(part.mask, width, -1) for part in kept])
+        self._mask = torch.cat([_left_pad(part.mask, width) for part in kept])
         self._positions = torch.cat([part.positions for part in kept])
         self._last = torch.cat([part.last for part in kept])
 
@@ -806,12 +806,8 @@ class Engine:
         used = mask.any(dim=0)
         first = int(used.int().argmax())  # leading columns that are padding in every remaining row
         mask = mask[:, first:]
-        for layer in self._cache.layers:
-            if isinstance(layer, SlackLayer):
-                layer.keep_rows(index, first)
-            else:
-                layer.keys = layer.keys.index_select(0, index)[:, :, first:]
-                layer.values = layer.values.index_select(0, index)[:, :, first:]
+        for layer in self._cache.layers:  # SlackLayers: every batch cache comes from new_cache or merged
+            layer.keep_rows(index, first)
         self._mask = mask
         self._positions = self._positions.index_select(0, index)
         self._last = self._last.index_select(0, index)
@@ -953,13 +949,10 @@ def greedy_tokens(logits: torch.Tensor) -> list[int]:
     return scores.argmax(dim=-1).tolist()
 
 
-def _left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
-    """Zero-pad ``tensor`` on the left of ``dim`` (-1 or -2) up to ``width``."""
-    missing = width - tensor.shape[dim]
-    if missing == 0:
-        return tensor
-    pad = (missing, 0) if dim == -1 else (0, 0, missing, 0)
-    return F.pad(tensor, pad)
+def _left_pad(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero-pad a ``[rows, columns]`` mask on the left up to ``width`` columns."""
+    missing = width - mask.shape[-1]
+    return F.pad(mask, (missing, 0)) if missing else mask
 
 
 class EngineModel(CompletionModel):
