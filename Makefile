@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/interpreter.py
 	$(BIN)/python bench/math_concurrency.py
 	$(BIN)/python bench/decode_attention.py
+	$(BIN)/python bench/decode_floor.py --profile
 	$(BIN)/python bench/serving.py --chart docs/img/serving.png
 
 # OpenCompass (in its own venv: it pins numpy<2, datasets<4) evaluates the embedded model through agentkit serve.

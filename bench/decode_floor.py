@@ -1,0 +1,125 @@
+"""How far the engine's decode step is from the memory-read floor of this CPU, same process, same run.
+
+A decode step reads every weight once (the embedded model in bf16: ~270 MB) and every row's cached keys and
+values once per layer; at ``--rows`` rows that is memory-bound on a 2-core CPU, not compute-bound. This script
+fills an :class:`Engine` with ``--rows`` GSM8K chat prompts, times ``--steps`` decode steps, and prints them
+next to the floor: (weight bytes + cache bytes) / the read bandwidth measured here by summing a 512 MiB bf16
+tensor. ``--profile`` adds torch.profiler's split of one step (linears, attention, the rest).
+
+It answers the planning question the serving targets raise: how much a faster kernel can still give before
+only fewer bytes (quantized weights or cache) can.
+
+    .venv/bin/python bench/decode_floor.py [--rows 32] [--steps 30] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import machine_info, package_versions, table  # noqa: E402
+from serving import DEFAULT_DATA, chat_ids, questions  # noqa: E402
+
+
+def read_bandwidth(torch, mib: int = 512, repeats: int = 5) -> float:
+    """Bytes per second that summing a tensor far larger than the caches reads, best of ``repeats``."""
+    big = torch.ones(mib * 2**20 // 2, dtype=torch.bfloat16)
+    big.sum()
+    best = min(_seconds(big.sum) for _ in range(repeats))
+    return big.numel() * big.element_size() / best
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def weight_bytes(torch, model) -> int:
+    """Bytes of weight one decode step reads: every linear (packed or not) and norm; of an embedding table
+    only the rows looked up, so none (an output layer tied to it is a linear and counted)."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            continue
+        packed = getattr(module, "packed", None)
+        tensors = [*module.parameters(recurse=False), *([packed] if packed is not None else [])]
+        total += sum(t.numel() * t.element_size() for t in tensors)
+    return total
+
+
+def profile_split(torch, engine, steps: int) -> dict[str, float]:
+    """Milliseconds per step in linears, attention and everything else (torch.profiler self CPU time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            engine.step()
+    split = {"linears": 0.0, "attention": 0.0, "rest": 0.0}
+    for event in prof.key_averages():
+        kind = ("linears" if "linear" in event.key or event.key in ("aten::addmm", "aten::mm") else
+                "attention" if "attention" in event.key else "rest")
+        split[kind] += event.self_cpu_time_total / 1e3 / steps
+    return split
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    if args.rows < 1 or args.steps < 1:
+        parser.error("--rows and --steps must be at least 1")
+
+    import torch
+
+    from agentkit.models.serving import Engine, EngineConfig, SamplingParams
+
+    engine = Engine.from_spec("embedded", EngineConfig(max_batch_size=args.rows))
+    print({**machine_info(), **package_versions("torch", "transformers"), "threads": torch.get_num_threads(),
+           "dtype": str(engine.model.dtype)})
+    prompts = [chat_ids(engine.tokenizer, q) for q in questions(DEFAULT_DATA, args.rows)]
+    handles = [engine.submit(ids, SamplingParams(max_tokens=args.steps + 20)) for ids in prompts]
+    engine.step()  # everyone joins: one prefill
+    for _ in range(5):
+        engine.step()
+    steps = []
+    for _ in range(args.steps):  # a step in which a row finished also copies the cache: not a plain decode step
+        took = _seconds(engine.step)
+        if engine.num_running == args.rows:
+            steps.append(took)
+    if not steps:
+        sys.exit("every timed step lost a row (answers ended): try fewer --rows")
+    weights = weight_bytes(torch, engine.model)
+    mask = engine._mask  # [rows, positions]: 0 where a row is left-padded to the batch's width
+    cache = sum(layer.keys.numel() * layer.keys.element_size() * 2 for layer in engine._cache.layers)
+    bandwidth = read_bandwidth(torch)
+    floor = (weights + cache) / bandwidth
+    best, median = min(steps), statistics.median(steps)
+    rows = [
+        ["weights read per step", f"{weights / 1e6:.0f} MB"],
+        ["keys + values read per step", f"{cache / 1e6:.0f} MB ({mask.shape[1]} positions, "
+                                        f"{1 - mask.float().mean().item():.0%} of them left padding)"],
+        ["read bandwidth (sum of 512 MiB)", f"{bandwidth / 1e9:.1f} GB/s"],
+        ["memory-read floor per step", f"{floor * 1e3:.1f} ms"],
+        ["decode step, best / median", f"{best * 1e3:.1f} / {median * 1e3:.1f} ms ({len(steps)} full steps)"],
+        ["best step / floor", f"{best / floor:.2f}x"],
+        ["tok/s at best step / at floor", f"{args.rows / best:.0f} / {args.rows / floor:.0f}"],
+    ]
+    if args.profile and engine.num_running:
+        for kind, ms in profile_split(torch, engine, 10).items():
+            rows.append([f"profiled: {kind}", f"{ms:.1f} ms per step"])
+    for handle in handles:
+        handle.cancel()
+    engine.step()
+    print(table(["decode at %d rows" % args.rows, "value"], rows, markdown=True))
+
+
+if __name__ == "__main__":
+    main()
