@@ -2,9 +2,10 @@
 
 A decode step reads every weight once (the embedded model in bf16: ~270 MB) and every row's cached keys and
 values once per layer; at ``--rows`` rows that is memory-bound on a 2-core CPU, not compute-bound. This script
-fills an :class:`Engine` with ``--rows`` GSM8K chat prompts, times ``--steps`` decode steps, and prints them
-next to the floor: (weight bytes + cache bytes) / the read bandwidth measured here by summing a 512 MiB bf16
-tensor. ``--profile`` adds torch.profiler's split of one step (linears, attention, the rest).
+fills an :class:`Engine` with ``--rows`` GSM8K chat prompts, times up to ``--steps`` decode steps (until the
+first row finishes: every timed step is a full batch), and prints the best next to the floor: (weight bytes +
+the cache bytes that step read) / the read bandwidth measured here by summing a 512 MiB bf16 tensor.
+``--profile`` first splits ten steps of a separate fill by torch.profiler (linears, attention, the rest).
 
 It answers the planning question the serving targets raise: how much a faster kernel can still give before
 only fewer bytes (quantized weights or cache) can.
@@ -38,6 +39,24 @@ def _seconds(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def fill(engine, prompts: list[list[int]], steps: int):
+    """The engine with every prompt running: one prefill, then a few warm-up decode steps."""
+    from agentkit.models.serving import SamplingParams
+
+    for ids in prompts:
+        engine.submit(ids, SamplingParams(max_tokens=steps + 20))
+    for _ in range(4):
+        engine.step()
+    return engine
+
+
+def drain(engine) -> None:
+    """Cancel what is running and let the engine drop it."""
+    for req in list(engine._rows):
+        req.handle.cancel()
+    engine.step()
 
 
 def weight_bytes(torch, model) -> int:
@@ -79,46 +98,47 @@ def main() -> None:
 
     import torch
 
-    from agentkit.models.serving import Engine, EngineConfig, SamplingParams
+    from agentkit.models.serving import Engine, EngineConfig
 
     engine = Engine.from_spec("embedded", EngineConfig(max_batch_size=args.rows))
     print({**machine_info(), **package_versions("torch", "transformers"), "threads": torch.get_num_threads(),
            "dtype": str(engine.model.dtype)})
     prompts = [chat_ids(engine.tokenizer, q) for q in questions(DEFAULT_DATA, args.rows)]
-    handles = [engine.submit(ids, SamplingParams(max_tokens=args.steps + 20)) for ids in prompts]
-    engine.step()  # everyone joins: one prefill
-    for _ in range(5):
-        engine.step()
-    steps = []
-    for _ in range(args.steps):  # a step in which a row finished also copies the cache: not a plain decode step
+    split = None
+    if args.profile:
+        split = profile_split(torch, fill(engine, prompts, args.steps), 10)
+        drain(engine)
+    fill(engine, prompts, args.steps)
+    steps: list[float] = []
+    read: list[tuple[int, float]] = []  # (cache bytes, share of left padding) of the batch each timed step read
+    for _ in range(args.steps):
+        mask = engine._mask  # [rows, positions]: 0 where a row is left-padded to the batch's width
+        cache = sum(layer.keys.numel() * layer.keys.element_size() * 2 for layer in engine._cache.layers)
         took = _seconds(engine.step)
-        if engine.num_running == args.rows:
-            steps.append(took)
+        if engine.num_running < args.rows:  # a row finished: that step also copied the cache; stop here
+            break
+        steps.append(took)
+        read.append((cache, 1 - mask.float().mean().item()))
+    drain(engine)
     if not steps:
-        sys.exit("every timed step lost a row (answers ended): try fewer --rows")
+        sys.exit("a row finished at the first timed step (its answer ended): try fewer --rows")
     weights = weight_bytes(torch, engine.model)
-    mask = engine._mask  # [rows, positions]: 0 where a row is left-padded to the batch's width
-    cache = sum(layer.keys.numel() * layer.keys.element_size() * 2 for layer in engine._cache.layers)
+    cache, padding = read[steps.index(min(steps))]
     bandwidth = read_bandwidth(torch)
     floor = (weights + cache) / bandwidth
     best, median = min(steps), statistics.median(steps)
-    rows = [
+    lines = [
         ["weights read per step", f"{weights / 1e6:.0f} MB"],
-        ["keys + values read per step", f"{cache / 1e6:.0f} MB ({mask.shape[1]} positions, "
-                                        f"{1 - mask.float().mean().item():.0%} of them left padding)"],
+        ["keys + values read (best step)", f"{cache / 1e6:.0f} MB ({padding:.0%} of positions left padding)"],
         ["read bandwidth (sum of 512 MiB)", f"{bandwidth / 1e9:.1f} GB/s"],
-        ["memory-read floor per step", f"{floor * 1e3:.1f} ms"],
+        ["memory-read floor (best step)", f"{floor * 1e3:.1f} ms"],
         ["decode step, best / median", f"{best * 1e3:.1f} / {median * 1e3:.1f} ms ({len(steps)} full steps)"],
         ["best step / floor", f"{best / floor:.2f}x"],
         ["tok/s at best step / at floor", f"{args.rows / best:.0f} / {args.rows / floor:.0f}"],
     ]
-    if args.profile and engine.num_running:
-        for kind, ms in profile_split(torch, engine, 10).items():
-            rows.append([f"profiled: {kind}", f"{ms:.1f} ms per step"])
-    for handle in handles:
-        handle.cancel()
-    engine.step()
-    print(table(["decode at %d rows" % args.rows, "value"], rows, markdown=True))
+    for kind, ms in (split or {}).items():
+        lines.append([f"profiled: {kind}", f"{ms:.1f} ms per step"])
+    print(table([f"decode at {args.rows} rows", "value"], lines, markdown=True))
 
 
 if __name__ == "__main__":
