@@ -27,8 +27,10 @@ from _common import machine_info, package_versions, table  # noqa: E402
 from serving import DEFAULT_DATA, chat_ids, questions  # noqa: E402
 
 
-def read_bandwidth(torch, mib: int = 512, repeats: int = 5) -> float:
+def read_bandwidth(mib: int = 512, repeats: int = 5) -> float:
     """Bytes per second that summing a tensor far larger than the caches reads, best of ``repeats``."""
+    import torch
+
     big = torch.ones(mib * 2**20 // 2, dtype=torch.bfloat16)
     big.sum()
     best = min(_seconds(big.sum) for _ in range(repeats))
@@ -41,38 +43,40 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def fill(engine, prompts: list[list[int]], steps: int):
-    """The engine with every prompt running: one prefill, then a few warm-up decode steps."""
+def fill(engine, prompts: list[list[int]], steps: int) -> list:
+    """Every prompt running in ``engine`` after one prefill and a few warm-up decode steps: their handles."""
     from agentkit.models.serving import SamplingParams
 
-    for ids in prompts:
-        engine.submit(ids, SamplingParams(max_tokens=steps + 20))
+    handles = [engine.submit(ids, SamplingParams(max_tokens=steps + 20)) for ids in prompts]
     for _ in range(4):
         engine.step()
-    return engine
+    return handles
 
 
-def drain(engine) -> None:
-    """Cancel what is running and let the engine drop it."""
-    for req in list(engine._rows):
-        req.handle.cancel()
+def drain(engine, handles: list) -> None:
+    """Cancel ``handles`` and let the engine drop them."""
+    for handle in handles:
+        handle.cancel()
     engine.step()
 
 
-def weight_bytes(torch, model) -> int:
+def weight_bytes(model) -> int:
     """Bytes of weight one decode step reads: every linear (packed or not) and norm; of an embedding table
     only the rows looked up, so none (an output layer tied to it is a linear and counted)."""
+    import torch
+
+    from agentkit.models.cpu_inference import PackedLinear
+
     total = 0
     for module in model.modules():
         if isinstance(module, torch.nn.Embedding):
             continue
-        packed = getattr(module, "packed", None)
-        tensors = [*module.parameters(recurse=False), *([packed] if packed is not None else [])]
+        tensors = [*module.parameters(recurse=False), *([module.packed] if isinstance(module, PackedLinear) else [])]
         total += sum(t.numel() * t.element_size() for t in tensors)
     return total
 
 
-def profile_split(torch, engine, steps: int) -> dict[str, float]:
+def profile_split(engine, steps: int) -> dict[str, float]:
     """Milliseconds per step in linears, attention and everything else (torch.profiler self CPU time)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -106,9 +110,10 @@ def main() -> None:
     prompts = [chat_ids(engine.tokenizer, q) for q in questions(DEFAULT_DATA, args.rows)]
     split = None
     if args.profile:
-        split = profile_split(torch, fill(engine, prompts, args.steps), 10)
-        drain(engine)
-    fill(engine, prompts, args.steps)
+        handles = fill(engine, prompts, args.steps)
+        split = profile_split(engine, 10)
+        drain(engine, handles)
+    handles = fill(engine, prompts, args.steps)
     steps: list[float] = []
     read: list[tuple[int, float]] = []  # (cache bytes, share of left padding) of the batch each timed step read
     for _ in range(args.steps):
@@ -119,12 +124,12 @@ def main() -> None:
             break
         steps.append(took)
         read.append((cache, 1 - mask.float().mean().item()))
-    drain(engine)
+    drain(engine, handles)
     if not steps:
         sys.exit("a row finished at the first timed step (its answer ended): try fewer --rows")
-    weights = weight_bytes(torch, engine.model)
+    weights = weight_bytes(engine.model)
     cache, padding = read[steps.index(min(steps))]
-    bandwidth = read_bandwidth(torch)
+    bandwidth = read_bandwidth()
     floor = (weights + cache) / bandwidth
     best, median = min(steps), statistics.median(steps)
     lines = [
