@@ -7,7 +7,10 @@ spare room as ``SlackLayer`` keeps it. Three variants, called in turn, medians o
 * ``transformers sdpa`` – ``sdpa_attention_forward``: with a mask it repeats every key/value head per query
   head (``repeat_kv``) on CPU before SDPA, the path the model takes without the engine.
 * ``fp32 matmuls`` – two fp32 matmuls over the grouped heads (the engine's path until 2026-12-06).
-* ``decode_attention`` – SDPA with ``enable_gqa``, reading the grouped cache in place (the engine's path now).
+* ``sdpa enable_gqa`` – SDPA's own grouped-query path, reading the grouped cache in place.
+* ``sdpa grouped rows`` – one plain SDPA call with each key/value head's query heads as its query rows.
+* ``decode_attention`` – the engine's path: whichever of the two ``fastest_decode_kernel`` measured faster
+  here (printed first).
 
     .venv/bin/python bench/decode_attention.py [--rows 1 8 32] [--positions 64 180 512]
 """
@@ -53,9 +56,15 @@ def main() -> None:
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    from agentkit.models.cpu_inference import decode_attention
+    from agentkit.models.cpu_inference import (
+        decode_attention,
+        fastest_decode_kernel,
+        sdpa_enable_gqa,
+        sdpa_grouped_rows,
+    )
 
-    print({**machine_info(), **package_versions("torch", "transformers"), "threads": torch.get_num_threads()})
+    print({**machine_info(), **package_versions("torch", "transformers"), "threads": torch.get_num_threads(),
+           "decode_attention chose": fastest_decode_kernel(HEADS, KV_HEADS, DIM, torch.bfloat16)})
     module = torch.nn.Module().eval()
     module.num_key_value_groups = HEADS // KV_HEADS
     rows_out = []
@@ -71,6 +80,8 @@ def main() -> None:
                 variants = {
                     "transformers sdpa": lambda: sdpa_attention_forward(module, query, key, value, mask),
                     "fp32 matmuls": lambda: fp32_matmuls(query, key, value, mask),
+                    "sdpa enable_gqa": lambda: sdpa_enable_gqa(query, key, value, mask, None).transpose(1, 2),
+                    "sdpa grouped rows": lambda: sdpa_grouped_rows(query, key, value, mask, None).transpose(1, 2),
                     "decode_attention": lambda: decode_attention(module, query, key, value, mask),
                 }
                 want = variants["fp32 matmuls"]().float()

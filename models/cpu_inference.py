@@ -3,11 +3,13 @@
 * :func:`pack_linears` pre-packs every linear weight for oneDNN once, as torch.compile's freezing pass
   does, instead of leaving ``F.linear`` to handle a plain weight at every call. The engine served 1.2x
   the tokens per second with it on the AMD EPYC in ../shared/FACTS.md; bf16 results are bit-identical.
-* :func:`use_decode_attention` routes single-token (decode) attention to SDPA with ``enable_gqa``, which reads
-  the grouped key/value heads in place, instead of transformers' SDPA path, which copies every key/value head
-  once per query head when there is a mask: 1.14-1.21x transformers' path for 32 rows at 180 positions on the
-  Intel Xeon (AMX) in ../shared/FACTS.md, and 2.3-4.4x the two fp32 matmuls used before (bench/decode_attention.py).
-  Prefill still goes to transformers.
+* :func:`use_decode_attention` routes single-token (decode) attention to one SDPA call that reads the grouped
+  key/value heads in place, instead of transformers' SDPA path, which copies every key/value head once per
+  query head when there is a mask. Which call is fastest depends on the CPU, so it is measured once per
+  process on the model's shapes (:func:`fastest_decode_kernel`): ``enable_gqa`` was 1.14-1.21x transformers'
+  path on the Intel Xeon (AMX) in ../shared/FACTS.md but 0.17x on the AMD EPYC, where giving each key/value
+  head its query heads as query rows (``grouped_rows``) was 1.0-1.1x (bench/decode_attention.py). Prefill
+  still goes to transformers.
 
 A packed model is for inference only: the packed weight is an opaque oneDNN tensor (no gradients, no
 ``state_dict`` round trip, no ``.to()``).
@@ -15,7 +17,10 @@ A packed model is for inference only: the packed weight is an opaque oneDNN tens
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,8 +30,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-__all__ = ["DECODE_ATTENTION", "PackedLinear", "can_pack", "decode_attention", "is_packed", "pack_linears",
-           "use_decode_attention"]
+__all__ = ["DECODE_ATTENTION", "DECODE_KERNELS", "PackedLinear", "can_pack", "decode_attention",
+           "decode_kernel_of", "fastest_decode_kernel", "is_packed", "pack_linears", "use_decode_attention"]
 
 _log = logging.getLogger(__name__)
 
@@ -84,25 +89,92 @@ def is_packed(model: nn.Module) -> bool:
 
 # -- decode attention ------------------------------------------------------------------------------------
 
+def sdpa_enable_gqa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+                    scaling: float | None) -> torch.Tensor:
+    """SDPA's own grouped-query path: ``[batch, heads, 1, dim]`` queries over ``[batch, kv_heads, T, dim]``."""
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling,
+                                          enable_gqa=query.shape[1] != key.shape[1])
+
+
+def sdpa_grouped_rows(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+                      scaling: float | None) -> torch.Tensor:
+    """The query heads sharing a key/value head as that head's query rows: a plain SDPA call of
+    ``[batch, kv_heads, heads / kv_heads, dim]`` queries, the ``[batch, 1, 1, T]`` mask broadcast over them.
+    Query head ``h`` reads key/value head ``h // group``, as ``repeat_kv`` pairs them."""
+    batch, heads, _, dim = query.shape
+    grouped = query.reshape(batch, key.shape[1], heads // key.shape[1], dim)
+    out = F.scaled_dot_product_attention(grouped, key, value, attn_mask=mask, scale=scaling)
+    return out.reshape(batch, heads, 1, dim)
+
+
+#: The single-token attention kernels :func:`decode_attention` chooses between (see :func:`fastest_decode_kernel`).
+DECODE_KERNELS: dict[str, Callable[..., torch.Tensor]] = {
+    "enable_gqa": sdpa_enable_gqa,
+    "grouped_rows": sdpa_grouped_rows,
+}
+
+
+@functools.cache
+def fastest_decode_kernel(heads: int, kv_heads: int, dim: int, dtype: torch.dtype, rows: int = 32,
+                          positions: int = 192) -> str:
+    """The name of the :data:`DECODE_KERNELS` entry that runs fastest here for these shapes, measured once.
+
+    Each kernel attends ``rows`` left-padded rows over ``positions`` cached positions (a view into a larger
+    buffer, as ``SlackLayer`` keeps the cache), best of three rounds of ten calls after a warm-up: about
+    0.1 s at the embedded model's shapes. Without grouping (``heads == kv_heads``) both are one plain SDPA
+    call and nothing is timed."""
+    if heads == kv_heads:
+        return "grouped_rows"
+    generator = torch.Generator().manual_seed(0)
+    room = torch.randn(2, rows, kv_heads, positions + 16, dim, generator=generator).to(dtype)
+    key, value = room[0, :, :, :positions], room[1, :, :, :positions]
+    query = torch.randn(rows, heads, 1, dim, generator=generator).to(dtype)
+    lengths = torch.randint(positions // 2, positions + 1, (rows,), generator=generator)
+    mask = (torch.arange(positions) >= positions - lengths[:, None])[:, None, None, :]
+    best: dict[str, float] = {}
+    with torch.inference_mode():
+        for _ in range(3):
+            for name, kernel in DECODE_KERNELS.items():
+                kernel(query, key, value, mask, None)
+                started = time.perf_counter()
+                for _ in range(10):
+                    kernel(query, key, value, mask, None)
+                best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
+    chosen = min(best, key=best.__getitem__)
+    _log.info("decode attention: %s (%s)", chosen,
+              ", ".join(f"{name} {seconds / 10 * 1e6:.0f} us" for name, seconds in best.items()))
+    return chosen
+
+
 def decode_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
                      **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """A transformers attention function: one query token per row to SDPA with ``enable_gqa``, anything else to
-    transformers' SDPA path.
+    """A transformers attention function: one query token per row to the :data:`DECODE_KERNELS` entry that
+    :func:`fastest_decode_kernel` measured fastest for these shapes, anything else to transformers' SDPA path.
 
     With a mask, transformers' path repeats every key/value head ``heads / kv_heads`` times (``repeat_kv``)
-    before SDPA on CPU, copying the whole cache at every layer of every step; ``enable_gqa`` reads the
-    cache as it is. ``attention_mask`` is SDPA's boolean mask (``True`` = attend), broadcast over heads."""
+    before SDPA on CPU, copying the whole cache at every layer of every step; both kernels read the cache
+    as it is. ``attention_mask`` is SDPA's boolean mask (``True`` = attend), broadcast over heads."""
     if query.shape[2] != 1 or module.training or kwargs.get("softcap") is not None or dropout:
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
                                       **kwargs)
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling,
-                                         enable_gqa=query.shape[1] != key.shape[1])
+    kernel = DECODE_KERNELS[fastest_decode_kernel(query.shape[1], key.shape[1], query.shape[3], query.dtype)]
+    out = kernel(query, key, value, attention_mask, scaling)
     return out.transpose(1, 2), None  # [batch, 1, heads, dim], as transformers' attention functions return
 
 
+def decode_kernel_of(model: Any) -> str:
+    """Which :data:`DECODE_KERNELS` entry ``model``'s decode steps use (measured on first call)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return fastest_decode_kernel(heads, kv_heads, dim, next(model.parameters()).dtype)
+
+
 def use_decode_attention(model: Any) -> bool:
-    """Switch ``model`` to :func:`decode_attention` (registered as :data:`DECODE_ATTENTION`, with SDPA's masks).
+    """Switch ``model`` to :func:`decode_attention` (registered as :data:`DECODE_ATTENTION`, with SDPA's masks),
+    and measure its kernel choice now rather than in the first decode step.
 
     Only models on SDPA are switched, since their masks are the ones this function reads. Returns whether
     the model now uses it."""
@@ -111,4 +183,7 @@ def use_decode_attention(model: Any) -> bool:
     AttentionInterface.register(DECODE_ATTENTION, decode_attention)
     AttentionMaskInterface.register(DECODE_ATTENTION, sdpa_mask)
     model.set_attn_implementation(DECODE_ATTENTION)
-    return model.config._attn_implementation == DECODE_ATTENTION
+    if model.config._attn_implementation != DECODE_ATTENTION:
+        return False
+    decode_kernel_of(model)
+    return True

@@ -9,11 +9,15 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from agentkit.models import cpu_inference
 from agentkit.models.cpu_inference import (
     DECODE_ATTENTION,
+    DECODE_KERNELS,
     PackedLinear,
     can_pack,
     decode_attention,
+    decode_kernel_of,
+    fastest_decode_kernel,
     is_packed,
     pack_linears,
     use_decode_attention,
@@ -100,14 +104,28 @@ def test_packed_linear_takes_a_strided_input():
         torch.testing.assert_close(packed(last), linear(last))
 
 
-@pytest.mark.parametrize("heads,kv_heads", [(4, 4), (4, 2), (4, 1)])
-def test_decode_attention_matches_sdpa_with_padding_and_gqa(heads, kv_heads):
+@pytest.mark.parametrize("kernel", sorted(DECODE_KERNELS))
+@pytest.mark.parametrize("heads,kv_heads", [(4, 4), (4, 2), (4, 1), (8, 2)])
+def test_decode_attention_matches_sdpa_with_padding_and_gqa(heads, kv_heads, kernel, monkeypatch):
     model = tiny_llama(heads, kv_heads)
     want = decode_logits(model, steps=5)
     fast = copy.deepcopy(model)
     assert use_decode_attention(fast)
     assert fast.config._attn_implementation == DECODE_ATTENTION
+    monkeypatch.setattr(cpu_inference, "fastest_decode_kernel", lambda *shape: kernel)
     torch.testing.assert_close(decode_logits(fast, steps=5), want, atol=1e-5, rtol=1e-5)
+
+
+def test_the_decode_kernel_is_measured_once_per_shape():
+    fastest_decode_kernel.cache_clear()
+    model = tiny_llama(8, 2, dtype=torch.bfloat16)
+    assert use_decode_attention(model)
+    chosen = decode_kernel_of(model)
+    assert chosen in DECODE_KERNELS
+    # measured when the model was switched; later calls (one per layer per step) read the cached answer
+    assert fastest_decode_kernel.cache_info().misses == 1
+    assert fastest_decode_kernel(8, 2, 64 // 8, torch.bfloat16) == chosen
+    assert fastest_decode_kernel(4, 4, 16, torch.float32) == "grouped_rows"  # no grouping: nothing to time
 
 
 def test_decode_attention_leaves_queries_longer_than_one_to_sdpa():
