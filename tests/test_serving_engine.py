@@ -494,6 +494,34 @@ def test_slack_layer_joins_and_leaves_in_one_copy_and_keeps_room():
     assert torch.equal(keys, torch.cat([want_k, step[0]], -2)) and torch.equal(values, torch.cat([want_v, step[1]], -2))
 
 
+def test_leaving_rows_are_filled_from_the_end_in_place():
+    import torch
+
+    from agentkit.models.serving.engine import SlackLayer, fill_holes_order
+
+    assert fill_holes_order([0, 1, 2, 3]) == [0, 1, 2, 3]
+    assert fill_holes_order([0, 2, 3, 5, 6]) == [0, 6, 2, 3, 5]  # rows 1 and 4 left: 6 and 5 move down
+    assert fill_holes_order([4, 5]) == [5, 4]
+
+    layer = SlackLayer(slack=4)
+    layer.update(torch.randn(6, 2, 5, 8), torch.randn(6, 2, 5, 8))
+    layer.update(torch.randn(6, 2, 1, 8), torch.randn(6, 2, 1, 8))  # now in a room
+    keys, values = layer.keys.clone(), layer.values.clone()
+    room = layer.keys.data_ptr()
+    order = fill_holes_order([0, 2, 3, 5])
+    layer.keep_rows(torch.tensor(order), first=2)
+    assert layer.keys.data_ptr() == room + 2 * 8 * layer.keys.element_size()  # same storage, two columns on
+    assert torch.equal(layer.keys, keys[order][:, :, 2:]) and torch.equal(layer.values, values[order][:, :, 2:])
+    step = torch.randn(4, 2, 1, 8), torch.randn(4, 2, 1, 8)
+    got, _ = layer.update(*step)
+    assert torch.equal(got, torch.cat([keys[order][:, :, 2:], step[0]], -2))
+
+    shuffled = [2, 0]  # any other order is gathered into a new room
+    keys = layer.keys.clone()
+    layer.keep_rows(torch.tensor(shuffled))
+    assert torch.equal(layer.keys, keys[shuffled])
+
+
 def test_auto_dtype_is_bf16_only_where_it_is_faster():
     import torch
 

@@ -81,9 +81,10 @@ class SlackLayer(DynamicLayer):
     ``DynamicLayer.update`` concatenates, copying the whole cache at every decode step: that was 24% of a
     32-row step of the embedded model here. This layer writes the new position in place and reallocates
     (with ``slack`` spare positions) only when the room runs out or something else has replaced ``keys`` /
-    ``values``. A join (:meth:`merged`) or a leave (:meth:`keep_rows`) builds the new buffers directly, with
-    room, so the batch's cache is copied once per join or leave instead of two or three times (pad, concatenate,
-    then reserve room at the next step)."""
+    ``values``. A join (:meth:`merged`) builds the new buffers directly, with room, so the batch's cache is
+    copied once per join instead of two or three times (pad, concatenate, then reserve room at the next step).
+    A leave (:meth:`keep_rows`) moves the last rows into the holes in place: one row's copy per row that left,
+    where gathering the rows that stay into a new room cost 6-7 ms a leave at 32 rows here."""
 
     def __init__(self, slack: int = 32):
         super().__init__()
@@ -127,13 +128,24 @@ class SlackLayer(DynamicLayer):
         self._start = 0
 
     def keep_rows(self, index: torch.Tensor, first: int = 0) -> None:
-        """Keep the batch rows in ``index`` and drop the first ``first`` positions (padding in every kept row),
-        in one copy that keeps the spare room."""
+        """Keep the batch rows in ``index`` and drop the first ``first`` positions (padding in every kept row).
+
+        An ``index`` from :func:`fill_holes_order` (rows that stay put, then rows moved down into the holes
+        left below) is applied in place: only the moved rows are copied and the room keeps its storage.
+        Any other order is gathered into a new room, in one copy that keeps the spare room."""
         length = self.keys.shape[-2]
         if self._has_room(length):
             assert self._key_room is not None and self._value_room is not None
-            self._key_room = self._key_room.index_select(0, index)
-            self._value_room = self._value_room.index_select(0, index)
+            moved = _moved_rows(index)
+            if moved is not None:
+                kept = len(index)
+                for room in (self._key_room, self._value_room):
+                    if moved[0].numel():
+                        room.index_copy_(0, moved[0], room.index_select(0, moved[1]))
+                self._key_room, self._value_room = self._key_room[:kept], self._value_room[:kept]
+            else:
+                self._key_room = self._key_room.index_select(0, index)
+                self._value_room = self._value_room.index_select(0, index)
             self._start += first
             self.keys = self._key_room[:, :, self._start:self._start + length - first]
             self.values = self._value_room[:, :, self._start:self._start + length - first]
@@ -162,6 +174,29 @@ class SlackLayer(DynamicLayer):
             row += count
         merged.keys, merged.values = merged._key_room[:, :, :width], merged._value_room[:, :, :width]
         return merged
+
+
+def fill_holes_order(keep: Sequence[int]) -> list[int]:
+    """The order to keep rows ``keep`` (ascending) in with the fewest moves: a row already among the first
+    ``len(keep)`` stays where it is, and the rows beyond move down into the holes, last first.
+
+    Retiring one row of 32 then copies one row's cache per layer instead of the 31 that stay."""
+    kept = len(keep)
+    staying = {i for i in keep if i < kept}
+    movers = [i for i in keep if i >= kept]
+    return [i if i in staying else movers.pop() for i in range(kept)]
+
+
+def _moved_rows(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(destinations, sources)`` when ``index`` only moves rows from beyond ``len(index)`` into lower slots
+    (safe to apply in place); None for any other order."""
+    kept = len(index)
+    slots = torch.arange(kept, device=index.device)
+    moved = index != slots
+    sources = index[moved]
+    if bool((sources < kept).any()):
+        return None
+    return slots[moved], sources
 
 
 def new_cache(config: Any) -> DynamicCache:
@@ -801,7 +836,7 @@ class Engine:
             self._reset_batch()
             return
         assert self._cache is not None and self._mask is not None
-        index = torch.tensor(keep, device=self.device)
+        index = torch.tensor(fill_holes_order(keep), device=self.device)
         mask = self._mask.index_select(0, index)
         used = mask.any(dim=0)
         first = int(used.int().argmax())  # leading columns that are padding in every remaining row
@@ -811,7 +846,7 @@ class Engine:
         self._mask = mask
         self._positions = self._positions.index_select(0, index)
         self._last = self._last.index_select(0, index)
-        self._rows = [self._rows[i] for i in keep]
+        self._rows = [self._rows[i] for i in index.tolist()]
 
     def _reset_batch(self) -> None:
         self._rows, self._cache, self._mask, self._positions, self._last = [], None, None, None, None
