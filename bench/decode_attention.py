@@ -9,7 +9,9 @@ spare room as ``SlackLayer`` keeps it. Three variants, called in turn, medians o
 * ``fp32 matmuls`` – two fp32 matmuls over the grouped heads (the engine's path until 2026-12-06).
 * ``sdpa enable_gqa`` – SDPA's own grouped-query path, reading the grouped cache in place.
 * ``sdpa grouped rows`` – one plain SDPA call with each key/value head's query heads as its query rows.
-* ``decode_attention`` – the engine's path: whichever of the two ``fastest_decode_kernel`` measured faster
+* ``bmm grouped rows`` – the same rows as two bf16 batched matmuls over a dense copy of the cache view
+  around an fp32 softmax (transformers' eager numerics).
+* ``decode_attention`` – the engine's path: whichever of the three ``fastest_decode_kernel`` measured fastest
   here (printed first).
 
     .venv/bin/python bench/decode_attention.py [--rows 1 8 32] [--positions 64 180 512]
@@ -57,6 +59,7 @@ def main() -> None:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     from agentkit.models.cpu_inference import (
+        bmm_grouped_rows,
         decode_attention,
         fastest_decode_kernel,
         sdpa_enable_gqa,
@@ -82,6 +85,7 @@ def main() -> None:
                     "fp32 matmuls": lambda: fp32_matmuls(query, key, value, mask),
                     "sdpa enable_gqa": lambda: sdpa_enable_gqa(query, key, value, mask, None).transpose(1, 2),
                     "sdpa grouped rows": lambda: sdpa_grouped_rows(query, key, value, mask, None).transpose(1, 2),
+                    "bmm grouped rows": lambda: bmm_grouped_rows(query, key, value, mask, None).transpose(1, 2),
                     "decode_attention": lambda: decode_attention(module, query, key, value, mask),
                 }
                 want = variants["fp32 matmuls"]().float()

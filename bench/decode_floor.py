@@ -77,16 +77,37 @@ def weight_bytes(model) -> int:
 
 
 def profile_split(engine, steps: int) -> dict[str, float]:
-    """Milliseconds per step in linears, attention and everything else (torch.profiler self CPU time)."""
+    """Milliseconds per step in linears, attention and everything else (torch.profiler self CPU time).
+
+    Decode attention is whatever runs inside the chosen ``DECODE_KERNELS`` entry (SDPA, or batched matmuls
+    and a softmax), so each entry is wrapped in a labelled range for the profiled steps only."""
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            engine.step()
+    from agentkit.models import cpu_inference
+
+    def labelled(kernel):
+        def run(*args):
+            with torch.profiler.record_function("decode_attention"):
+                return kernel(*args)
+        return run
+
+    kernels = dict(cpu_inference.DECODE_KERNELS)
+    cpu_inference.DECODE_KERNELS.update({name: labelled(kernel) for name, kernel in kernels.items()})
+    try:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                engine.step()
+    finally:
+        cpu_inference.DECODE_KERNELS.update(kernels)
     split = {"linears": 0.0, "attention": 0.0, "rest": 0.0}
-    for event in prof.key_averages():
-        kind = ("linears" if "linear" in event.key or event.key in ("aten::addmm", "aten::mm") else
-                "attention" if "attention" in event.key else "rest")
+    for event in prof.events():
+        names, parent = [event.name], event.cpu_parent
+        while parent is not None:
+            names.append(parent.name)
+            parent = parent.cpu_parent
+        kind = ("attention" if any("attention" in name for name in names) else
+                "linears" if "linear" in event.name or event.name in ("aten::addmm", "aten::mm") else "rest")
         split[kind] += event.self_cpu_time_total / 1e3 / steps
     return split
 

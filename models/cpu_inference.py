@@ -3,13 +3,13 @@
 * :func:`pack_linears` pre-packs every linear weight for oneDNN once, as torch.compile's freezing pass
   does, instead of leaving ``F.linear`` to handle a plain weight at every call. The engine served 1.2x
   the tokens per second with it on the AMD EPYC in ../shared/FACTS.md; bf16 results are bit-identical.
-* :func:`use_decode_attention` routes single-token (decode) attention to one SDPA call that reads the grouped
+* :func:`use_decode_attention` routes single-token (decode) attention to a kernel that reads the grouped
   key/value heads in place, instead of transformers' SDPA path, which copies every key/value head once per
-  query head when there is a mask. Which call is fastest depends on the CPU, so it is measured once per
+  query head when there is a mask. Which kernel is fastest depends on the CPU, so it is measured once per
   process on the model's shapes (:func:`fastest_decode_kernel`): ``enable_gqa`` was 1.14-1.21x transformers'
-  path on the Intel Xeon (AMX) in ../shared/FACTS.md but 0.17x on the AMD EPYC, where giving each key/value
-  head its query heads as query rows (``grouped_rows``) was 1.0-1.1x (bench/decode_attention.py). Prefill
-  still goes to transformers.
+  path on the Intel Xeon (AMX) in ../shared/FACTS.md but 0.13-0.18x on the AMD EPYC, where two batched
+  matmuls around an fp32 softmax (``bmm``) were 1.35-1.45x at 32 rows (bench/decode_attention.py).
+  Prefill still goes to transformers.
 
 A packed model is for inference only: the packed weight is an opaque oneDNN tensor (no gradients, no
 ``state_dict`` round trip, no ``.to()``).
@@ -107,10 +107,34 @@ def sdpa_grouped_rows(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
     return out.reshape(batch, heads, 1, dim)
 
 
+def bmm_grouped_rows(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+                     scaling: float | None) -> torch.Tensor:
+    """The grouped query rows as two batched matmuls in the cache dtype around an fp32 softmax, with
+    transformers' eager numerics (scores in the cache dtype, as ``eager_attention_forward`` computes them).
+
+    Tiny queries (a few rows over a few hundred positions) spend most of SDPA's CPU flash kernel in its
+    blocking overhead; ``bmm`` is fast here only on dense batches, so the cache view (rows with spare room
+    between them) is copied into one first, which costs less than ``bmm`` on the strided view."""
+    batch, heads, _, dim = query.shape
+    kv_heads, positions = key.shape[1], key.shape[2]
+    group = heads // kv_heads
+    scale = dim ** -0.5 if scaling is None else scaling
+    keys = key.contiguous().view(batch * kv_heads, positions, dim)
+    scores = torch.bmm(query.reshape(batch * kv_heads, group, dim), keys.transpose(1, 2))
+    scores = scores.view(batch, kv_heads, group, positions).float().mul_(scale)
+    if mask is not None:
+        mask = mask[..., :positions]
+        scores = scores.masked_fill_(~mask, float("-inf")) if mask.dtype == torch.bool else scores.add_(mask)
+    probs = torch.softmax(scores, dim=-1).to(value.dtype).view(batch * kv_heads, group, positions)
+    out = torch.bmm(probs, value.contiguous().view(batch * kv_heads, positions, value.shape[-1]))
+    return out.view(batch, heads, 1, value.shape[-1])
+
+
 #: The single-token attention kernels :func:`decode_attention` chooses between (see :func:`fastest_decode_kernel`).
 DECODE_KERNELS: dict[str, Callable[..., torch.Tensor]] = {
     "enable_gqa": sdpa_enable_gqa,
     "grouped_rows": sdpa_grouped_rows,
+    "bmm": bmm_grouped_rows,
 }
 
 
@@ -121,10 +145,10 @@ def fastest_decode_kernel(heads: int, kv_heads: int, dim: int, dtype: torch.dtyp
 
     Each kernel attends ``rows`` left-padded rows over ``positions`` cached positions (a view into a larger
     buffer, as ``SlackLayer`` keeps the cache), best of three rounds of ten calls after a warm-up: about
-    0.1 s at the embedded model's shapes. Without grouping (``heads == kv_heads``) both are one plain SDPA
-    call and nothing is timed."""
-    if heads == kv_heads:
-        return "grouped_rows"
+    0.1 s at the embedded model's shapes. Without grouping (``heads == kv_heads``) the two SDPA kernels are
+    the same call, so ``enable_gqa`` is not timed."""
+    kernels = {name: kernel for name, kernel in DECODE_KERNELS.items()
+               if heads != kv_heads or name != "enable_gqa"}
     generator = torch.Generator().manual_seed(0)
     room = torch.randn(2, rows, kv_heads, positions + 16, dim, generator=generator).to(dtype)
     key, value = room[0, :, :, :positions], room[1, :, :, :positions]
@@ -134,7 +158,7 @@ def fastest_decode_kernel(heads: int, kv_heads: int, dim: int, dtype: torch.dtyp
     best: dict[str, float] = {}
     with torch.inference_mode():
         for _ in range(3):
-            for name, kernel in DECODE_KERNELS.items():
+            for name, kernel in kernels.items():
                 kernel(query, key, value, mask, None)
                 started = time.perf_counter()
                 for _ in range(10):

@@ -125,7 +125,24 @@ def test_the_decode_kernel_is_measured_once_per_shape():
     # measured when the model was switched; later calls (one per layer per step) read the cached answer
     assert fastest_decode_kernel.cache_info().misses == 1
     assert fastest_decode_kernel(8, 2, 64 // 8, torch.bfloat16) == chosen
-    assert fastest_decode_kernel(4, 4, 16, torch.float32) == "grouped_rows"  # no grouping: nothing to time
+    # without grouping enable_gqa is grouped_rows' call: only the distinct kernels are timed
+    assert fastest_decode_kernel(4, 4, 16, torch.float32) in {"grouped_rows", "bmm"}
+
+
+@pytest.mark.parametrize("kernel", sorted(DECODE_KERNELS))
+def test_decode_kernels_read_a_bf16_cache_view_with_spare_room(kernel):
+    """As SlackLayer keeps it: rows of a larger buffer, padding on the left, answers within bf16 rounding."""
+    generator = torch.Generator().manual_seed(0)
+    room = torch.randn(2, 5, 2, 40, 16, generator=generator).to(torch.bfloat16)
+    key, value = room[0, :, :, 3:30], room[1, :, :, 3:30]
+    query = torch.randn(5, 6, 1, 16, generator=generator).to(torch.bfloat16)
+    lengths = torch.tensor([27, 1, 14, 20, 9])
+    mask = (torch.arange(27) >= 27 - lengths[:, None])[:, None, None, :]
+    repeated = [t.float().repeat_interleave(3, dim=1) for t in (key, value)]
+    want = torch.nn.functional.scaled_dot_product_attention(query.float(), *repeated, attn_mask=mask)
+    got = DECODE_KERNELS[kernel](query, key, value, mask, None)
+    assert got.shape == want.shape and got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, atol=3e-2, rtol=2e-2)
 
 
 def test_decode_attention_leaves_queries_longer_than_one_to_sdpa():

@@ -9,6 +9,7 @@ import asyncio
 import os
 import copy
 import threading
+import time
 
 import pytest
 
@@ -321,6 +322,38 @@ def test_run_forever_serves_submitters_on_other_threads(model, tokenizer):
     assert not loop.is_alive()
     with pytest.raises(EngineClosed):
         engine.submit("a")
+
+
+@pytest.mark.parametrize("window", [0.0, 0.2])
+def test_an_idle_engine_gathers_a_burst_before_its_first_prefill(model, tokenizer, window):
+    engine = make_engine(model, tokenizer, join_window_s=window)
+    admitted: list[int] = []
+    admit = engine._admit
+
+    def recording_admit():
+        joiners = admit()
+        if joiners:
+            admitted.append(len(joiners))
+        return joiners
+
+    engine._admit = recording_admit
+    loop = threading.Thread(target=engine.run_forever, kwargs={"idle_wait_s": 0.05})
+    loop.start()
+    try:
+        handles = []
+        for prompt in PROMPTS[:4]:  # a burst: four requests 20 ms apart (100 ms without a window)
+            handles.append(engine.submit(prompt, SamplingParams(max_tokens=3)))
+            time.sleep(0.02 if window else 0.1)
+        for handle in handles:
+            handle.result(timeout=30)
+    finally:
+        engine.shutdown()
+        loop.join(10)
+    assert sum(admitted) == 4
+    if window:
+        assert admitted == [4]  # each arrived within the window of the last: one prefill for all
+    else:
+        assert admitted[0] == 1  # without a window the first request is prefilled alone
 
 
 def test_shutdown_fails_pending_requests(engine):

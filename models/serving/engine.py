@@ -228,11 +228,14 @@ class EngineConfig:
     most ``prefill_group_spread`` times the shortest), so little compute goes to padding: 32 GSM8K prompts
     prefilled 1.6x faster in length-sorted groups of 8 than as one left-padded batch.
     ``threads`` (torch's, process-wide) applies when :meth:`Engine.from_spec` loads the model.
-    ``cpu_fast_paths`` packs the model's linear layers for oneDNN and routes decode attention to
-    SDPA with grouped heads (:mod:`agentkit.models.cpu_inference`) when it runs on CPU: the engine then owns the model,
-    which can no longer be trained or saved.
+    ``cpu_fast_paths`` packs the model's linear layers for oneDNN and routes decode attention to the
+    SDPA call measured fastest here (:mod:`agentkit.models.cpu_inference`) when it runs on CPU: the engine
+    then owns the model, which can no longer be trained or saved.
     ``prefix_cache_tokens`` bounds the prefix cache (:mod:`~agentkit.models.serving.prefix_cache`; 0 turns it
-    off): prompt beginnings shared in whole blocks of ``prefix_block`` tokens are prefilled once and reused."""
+    off): prompt beginnings shared in whole blocks of ``prefix_block`` tokens are prefilled once and reused.
+    ``join_window_s``: when a request wakes an idle :meth:`Engine.run_forever`, it waits while more keep
+    arriving (each within this of the last, at most four windows in all) so a burst is prefilled together,
+    not its first request alone and the rest a step later (a dynamic batcher's queue delay; 0 turns it off)."""
 
     max_batch_size: int = 32
     max_queue: int = 1024  # a waiting request holds only its prompt ids: size it for the expected concurrency
@@ -246,6 +249,7 @@ class EngineConfig:
     cpu_fast_paths: bool = True
     prefix_cache_tokens: int = 4096
     prefix_block: int = 8
+    join_window_s: float = 0.01
 
     def __post_init__(self) -> None:
         if self.prefill_group_spread < 1:
@@ -253,6 +257,8 @@ class EngineConfig:
         for name in ("max_batch_size", "max_new_tokens", "max_prefill_tokens", "prefill_group_rows", "prefix_block"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.join_window_s < 0:
+            raise ConfigError(f"join_window_s must be 0 or more, got {self.join_window_s}")
         for name in ("max_queue", "prefix_cache_tokens"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}")
@@ -562,11 +568,22 @@ class Engine:
                     _log.exception("engine step failed")
                     continue
                 if not busy:
-                    self._wakeup.wait(idle_wait_s)
-                    self._wakeup.clear()
+                    if self._wakeup.wait(idle_wait_s):
+                        self._wakeup.clear()
+                        self._gather_arrivals()
         finally:
             self._driver = None
             self._fail_all(EngineClosed("the engine stopped"))
+
+    def _gather_arrivals(self) -> None:
+        """Wait while requests keep arriving at an idle engine (see ``EngineConfig.join_window_s``)."""
+        window = self.config.join_window_s
+        deadline = time.monotonic() + 4 * window
+        while window and not self._closed and self.num_waiting < self.config.max_batch_size:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._wakeup.wait(min(window, left)):
+                return
+            self._wakeup.clear()
 
     def shutdown(self) -> None:
         """Stop :meth:`run_forever` (from any thread); requests still pending end with :class:`EngineClosed`."""
