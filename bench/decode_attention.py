@@ -2,7 +2,7 @@
 
 One query token per row against a bf16 key/value cache shaped as the embedded model's (9 query heads over 3
 key/value heads, head size 64), left-padded rows with SDPA's boolean mask, the cache a view into a buffer with
-spare room as ``SlackLayer`` keeps it. Three variants, called in turn, medians over ``--repeats`` rounds:
+spare room as ``SlackLayer`` keeps it. The variants, called in turn, medians over ``--repeats`` rounds:
 
 * ``transformers sdpa`` – ``sdpa_attention_forward``: with a mask it repeats every key/value head per query
   head (``repeat_kv``) on CPU before SDPA, the path the model takes without the engine.

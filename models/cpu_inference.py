@@ -7,7 +7,7 @@
   key/value heads in place, instead of transformers' SDPA path, which copies every key/value head once per
   query head when there is a mask. Which kernel is fastest depends on the CPU, so it is measured once per
   process on the model's shapes (:func:`fastest_decode_kernel`): ``enable_gqa`` was 1.14-1.21x transformers'
-  path on the Intel Xeon (AMX) in ../shared/FACTS.md but 0.13-0.18x on the AMD EPYC, where two batched
+  path on the Intel Xeon (AMX) in ../shared/FACTS.md but 0.13-0.29x on the AMD EPYC, where two batched
   matmuls around an fp32 softmax (``bmm``) were 1.35-1.45x at 32 rows (bench/decode_attention.py).
   Prefill still goes to transformers.
 

@@ -229,7 +229,7 @@ class EngineConfig:
     prefilled 1.6x faster in length-sorted groups of 8 than as one left-padded batch.
     ``threads`` (torch's, process-wide) applies when :meth:`Engine.from_spec` loads the model.
     ``cpu_fast_paths`` packs the model's linear layers for oneDNN and routes decode attention to the
-    SDPA call measured fastest here (:mod:`agentkit.models.cpu_inference`) when it runs on CPU: the engine
+    kernel measured fastest here (:mod:`agentkit.models.cpu_inference`) when it runs on CPU: the engine
     then owns the model, which can no longer be trained or saved.
     ``prefix_cache_tokens`` bounds the prefix cache (:mod:`~agentkit.models.serving.prefix_cache`; 0 turns it
     off): prompt beginnings shared in whole blocks of ``prefix_block`` tokens are prefilled once and reused.
