@@ -123,12 +123,13 @@ def main() -> None:
 
     import torch
 
-    from agentkit.models.serving import Engine, EngineConfig
+    from agentkit.models.serving import Engine, EngineConfig, EngineModel
 
     engine = Engine.from_spec("embedded", EngineConfig(max_batch_size=args.rows))
     print({**machine_info(), **package_versions("torch", "transformers"), "threads": torch.get_num_threads(),
            "dtype": str(engine.model.dtype)})
-    prompts = [chat_ids(engine.tokenizer, q) for q in questions(DEFAULT_DATA, args.rows)]
+    render = EngineModel(engine).render
+    prompts = [chat_ids(render, engine.tokenizer, q) for q in questions(DEFAULT_DATA, args.rows)]
     split = None
     if args.profile:
         handles = fill(engine, prompts, args.steps)

@@ -101,10 +101,16 @@ def load_model(dtype: str):
     return loaded.model, loaded.tokenizer
 
 
-def chat_ids(tokenizer, question: str) -> list[int]:
-    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                         add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+def chat_ids(render: Any, tokenizer: Any, question: str) -> list[int]:
+    """The token ids our server prefills for ``question`` sent as one user message: ``render`` is the model's
+    ``render`` (its protocol, as the server renders chat), and a BOS is added only where ``Engine.encode`` adds
+    one. Every line of the table reads these same tokens; HF's chat template would add SmolLM2's 21-token
+    default system prompt to the baselines' prompts only."""
+    from agentkit.messages import Message
+
+    text = render([Message.user(question)])
+    bos = tokenizer.bos_token
+    return list(tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"])
 
 
 class _Clock:
@@ -195,8 +201,8 @@ def run_generate_batch(prompts: list[list[int]], concurrency: int, limits: list[
 def child(args: argparse.Namespace) -> None:
     from agentkit.models.embedded import load_embedded
 
-    tokenizer = load_embedded().tokenizer
-    prompts = [chat_ids(tokenizer, q) for q in questions(args.data, args.requests)]
+    loaded = load_embedded()
+    prompts = [chat_ids(loaded.render, loaded.tokenizer, q) for q in questions(args.data, args.requests)]
     concurrency = args.concurrency[0]
     limits = token_limits(len(prompts), args.max_new_tokens, args.mixed)
     if args.child in ("sequential", "padded", "padded-fixed"):

@@ -471,6 +471,19 @@ def test_agentkit_serve_command(tmp_path, tokenizer):
     assert f"serving hf:{tmp_path} at http://127.0.0.1:{port}/v1" in output
 
 
+def test_serve_on_a_port_in_use_says_so(tmp_path, tokenizer):
+    from agentkit.models.serving.server import serve
+
+    tiny_llama(tokenizer).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match="port in use"):
+            serve(f"hf:{tmp_path}", port=port, config=EngineConfig(dtype="float32", threads=1), log_level="critical")
+
+
 def test_serve_help_lists_the_options():
     from typer.testing import CliRunner
 
@@ -478,5 +491,5 @@ def test_serve_help_lists_the_options():
 
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0
-    for option in ("--model", "--port", "--host", "--api-key", "--max-batch-size"):
+    for option in ("--model", "--port", "--host", "--api-key", "--max-batch-size", "--join-window-ms"):
         assert option in result.output

@@ -34,12 +34,16 @@ def register(app: typer.Typer) -> None:
         threads: int | None = typer.Option(None, "--threads", help="torch threads (default: one per core)"),
         prefix_cache_tokens: int = typer.Option(4096, "--prefix-cache-tokens",
                                                 help="prompt-prefix tokens kept for reuse across requests (0: off)"),
+        join_window_ms: float = typer.Option(10.0, "--join-window-ms", min=0,
+                                             help="an idle server waits while a burst keeps arriving, each request "
+                                                  "within this of the last, to prefill it together (0: off)"),
     ) -> None:
         """Serve a model at /v1/chat/completions, /v1/completions, /v1/models, /health and /metrics."""
         from agentkit.models.serving.engine import EngineConfig
         from agentkit.models.serving.server import serve
 
         config = EngineConfig(max_batch_size=max_batch_size, max_queue=max_queue, max_new_tokens=max_new_tokens,
-                              dtype=dtype, threads=threads, prefix_cache_tokens=prefix_cache_tokens)
+                              dtype=dtype, threads=threads, prefix_cache_tokens=prefix_cache_tokens,
+                              join_window_s=join_window_ms / 1000)
         serve(model, host=host, port=port, api_key=api_key, config=config, model_name=name, protocol=protocol,
               ready=lambda url: typer.echo(f"agentkit: serving {name or model} at {url}", err=True))
