@@ -324,58 +324,6 @@ def test_run_forever_serves_submitters_on_other_threads(model, tokenizer):
         engine.submit("a")
 
 
-def test_run_async_drives_the_engine_from_its_event_loop(model, tokenizer):
-    """The server's shape: the driver and the readers are tasks of one loop; each step's deltas reach their readers
-    before the next step, a blocking wait on that loop raises instead of hanging it, and a submit from another
-    thread wakes the idle driver."""
-    engine = make_engine(model, tokenizer, join_window_s=0.02, prefill_group_rows=2)  # joins pause between groups
-    unread: list[int] = []  # deltas pushed but not yet read, when each phase of a step began
-    read = {"deltas": 0}
-    handles: list = []
-    phases = engine._step_phases
-
-    def recording_phases():
-        steps = phases()
-        while True:
-            unread.append(sum(len(h.poll()) for h in handles) - read["deltas"])
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value
-            yield
-
-    engine._step_phases = recording_phases
-
-    async def follow(handle):
-        pieces = []
-        async for delta in handle:
-            pieces.append(delta)
-            read["deltas"] += 1
-        return "".join(pieces), handle.result()
-
-    async def main():
-        driver = asyncio.create_task(engine.run_async(idle_wait_s=0.05))
-        await asyncio.sleep(0)
-        assert engine.driven_elsewhere  # the readers on this loop wait instead of stepping
-        with pytest.raises(RuntimeError, match="run_async"):
-            engine.generate(["a"])
-        handles.extend(engine.submit(p, SamplingParams(max_tokens=12)) for p in PROMPTS)
-        streamed = await asyncio.gather(*(follow(h) for h in handles))
-        other = await asyncio.to_thread(lambda: engine.submit(PROMPTS[0], SamplingParams(max_tokens=5)).result(30))
-        engine.shutdown()
-        await driver
-        return streamed, other
-
-    streamed, other = asyncio.run(main())
-    for prompt, (text, completion) in zip(PROMPTS, streamed):
-        assert text == completion.text == one_at_a_time(model, tokenizer, prompt, 12).text
-    assert other.text == one_at_a_time(model, tokenizer, PROMPTS[0], 5).text
-    assert len(unread) > 12 and not any(unread)  # every phase's deltas were read before the next phase began
-    assert engine._driver is None
-    with pytest.raises(EngineClosed):
-        engine.submit("a")
-
-
 @pytest.mark.parametrize("window", [0.0, 0.2])
 def test_an_idle_engine_gathers_a_burst_before_its_first_prefill(model, tokenizer, window):
     engine = make_engine(model, tokenizer, join_window_s=window)

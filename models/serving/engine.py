@@ -1,10 +1,9 @@
 """A continuous-batching engine on one transformers model, driven by the thread that calls it.
 
 Requests are submitted from any thread (``submit`` → :class:`RequestHandle`) into a bounded queue.
-The model loop (:meth:`Engine.step`, or :meth:`Engine.run_forever` / :meth:`Engine.run_async` around it)
-runs on the thread that calls it, normally the main thread: on the CPUs we serve from, matmuls run 1.5-2.4x
-slower in a background thread. The HTTP server runs the loop as a task of its own event loop
-(:meth:`Engine.run_async`), doing its I/O between step phases.
+The model loop (:meth:`Engine.step`, or :meth:`Engine.run_forever` around it) runs on the thread that
+calls it, normally the main thread: on the CPUs we serve from, matmuls run 1.5-2.4x slower in a
+background thread, so the HTTP server does its I/O in a thread and leaves this loop on the main one.
 
 Each step: requests waiting in the queue join (their prompts are prefilled together as one
 left-padded batch), every running request decodes one token (one forward pass over the whole batch
@@ -234,10 +233,9 @@ class EngineConfig:
     then owns the model, which can no longer be trained or saved.
     ``prefix_cache_tokens`` bounds the prefix cache (:mod:`~agentkit.models.serving.prefix_cache`; 0 turns it
     off): prompt beginnings shared in whole blocks of ``prefix_block`` tokens are prefilled once and reused.
-    ``join_window_s``: when a request wakes an idle :meth:`Engine.run_forever` (or ``run_async``), it waits
-    while more keep arriving (each within this of the last, at most four windows in all) so a burst is
-    prefilled together, not its first request alone and the rest a step later (a dynamic batcher's queue
-    delay; 0 turns it off)."""
+    ``join_window_s``: when a request wakes an idle :meth:`Engine.run_forever`, it waits while more keep
+    arriving (each within this of the last, at most four windows in all) so a burst is prefilled together,
+    not its first request alone and the rest a step later (a dynamic batcher's queue delay; 0 turns it off)."""
 
     max_batch_size: int = 32
     max_queue: int = 1024  # a waiting request holds only its prompt ids: size it for the expected concurrency
@@ -323,7 +321,10 @@ class RequestHandle:
             self._cond.notify_all()
             wakers = list(self._wakers)
         for loop, event in wakers:
-            _set_on(loop, event)
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that event loop has closed: nobody is waiting there
+                pass
 
     # -- reader side --------------------------------------------------------------------------------
     @property
@@ -402,22 +403,6 @@ class RequestHandle:
         return self.result()
 
 
-def _set_on(loop: asyncio.AbstractEventLoop, event: asyncio.Event) -> None:
-    """Set ``event`` of ``loop``: directly when this thread runs that loop (no self-pipe write; the waiter runs
-    before a :meth:`Engine.run_async` driver resumes), else through ``call_soon_threadsafe``."""
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        event.set()
-        return
-    try:
-        loop.call_soon_threadsafe(event.set)
-    except RuntimeError:  # that event loop has closed: nobody is waiting there
-        pass
-
-
 class _Request:
     """Engine-side state of one request (touched only by the thread running the loop)."""
 
@@ -451,9 +436,8 @@ class Engine:
 
     The engine owns ``model``: it is cast to ``config.dtype`` (``auto``: see :func:`resolve_dtype`), put on
     ``config.device`` and, on CPU, packed for inference (``config.cpu_fast_paths``), all in place. Call
-    :meth:`run_forever` on the thread that should own the model (the main thread, for speed), await
-    :meth:`run_async` as a task of that thread's event loop, or call :meth:`step` from your own loop;
-    :meth:`submit` is safe from any thread.
+    :meth:`run_forever` on the thread that should own the model (the main thread, for speed), or :meth:`step`
+    from your own loop; :meth:`submit` is safe from any thread.
     """
 
     def __init__(self, model: Any, tokenizer: Any, config: EngineConfig | None = None, *,
@@ -490,8 +474,7 @@ class Engine:
         self._wakeup = threading.Event()
         self._closed = False
         self._step_lock = threading.Lock()  # one thread steps at a time
-        self._driver: int | None = None  # the thread in run_forever or run_async
-        self._loop_wakeup: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None  # run_async's
+        self._driver: int | None = None  # the thread in run_forever
         self._ids = itertools.count(1)
 
         # the running batch: row i of every tensor and of the cache belongs to self._rows[i]
@@ -551,14 +534,8 @@ class Engine:
                                 f"{self.config.max_queue}): retry shortly")
             handle = RequestHandle(f"req-{next(self._ids)}", len(ids))
             self._waiting.append(_Request(handle, ids, params, max_tokens))
-        self._wake()
-        return handle
-
-    def _wake(self) -> None:
         self._wakeup.set()
-        waker = self._loop_wakeup
-        if waker is not None:
-            _set_on(*waker)
+        return handle
 
     @property
     def num_running(self) -> int:
@@ -574,15 +551,8 @@ class Engine:
 
     @property
     def driven_elsewhere(self) -> bool:
-        """Whether a driver other than the caller steps the engine (then callers wait instead of stepping):
-        another thread in :meth:`run_forever`, or a :meth:`run_async` task, on any thread."""
-        return self._driver is not None and (self._driver != threading.get_ident() or self._loop_wakeup is not None)
-
-    def _check_may_block(self) -> None:
-        """A blocking wait on the thread whose event loop drives the engine would stop that loop for good."""
-        if self._loop_wakeup is not None and self._driver == threading.get_ident():
-            raise RuntimeError("this thread's event loop drives the engine (run_async): blocking here would stop "
-                               "it; use the async API (async for over the handle, await handle.aresult())")
+        """Whether another thread is in :meth:`run_forever` (then callers wait instead of stepping)."""
+        return self._driver is not None and self._driver != threading.get_ident()
 
     # -- the loop (the owning thread) ------------------------------------------------------------------
     def run_forever(self, idle_wait_s: float = 0.5) -> None:
@@ -605,66 +575,6 @@ class Engine:
             self._driver = None
             self._fail_all(EngineClosed("the engine stopped"))
 
-    async def run_async(self, idle_wait_s: float = 0.5) -> None:
-        """:meth:`run_forever` as a task of the running event loop (the main thread's, for speed): the loop
-        serves its I/O between step phases (:meth:`_step_phases`), never during one.
-
-        With the HTTP server in a thread of its own, its Python ran during steps, sharing the GIL and the two
-        cores with them: 32-row decode steps took 38-43 ms through the server against 33 ms alone, and
-        throughput spread widely from run to run. Here each phase's deltas reach their readers before the
-        next phase starts. Readers on this loop must use the async API; a blocking wait here raises
-        ``RuntimeError``."""
-        if self._driver is not None:
-            raise RuntimeError("the engine is already running in another thread or task")
-        wakeup = asyncio.Event()
-        self._driver, self._loop_wakeup = threading.get_ident(), (asyncio.get_running_loop(), wakeup)
-        try:
-            while not self._closed:
-                try:
-                    busy = await self._astep()
-                except Exception:  # noqa: BLE001 - as in run_forever
-                    _log.exception("engine step failed")
-                    busy = True
-                if not busy and await self._await_wakeup(wakeup, idle_wait_s):
-                    await self._agather_arrivals(wakeup)
-        finally:
-            self._driver, self._loop_wakeup = None, None
-            self._fail_all(EngineClosed("the engine stopped"))
-
-    async def _astep(self) -> bool:
-        """:meth:`step`, yielding to the loop after each phase (the readers it woke run first, then its I/O)."""
-        phases = self._step_phases()
-        while True:
-            with self._step_lock, torch.inference_mode():
-                try:
-                    next(phases)
-                except StopIteration as done:
-                    busy = bool(done.value)
-                    break
-            await asyncio.sleep(0)
-        if busy:
-            await asyncio.sleep(0)
-        return busy
-
-    async def _await_wakeup(self, wakeup: asyncio.Event, timeout: float) -> bool:
-        """Whether a submit (or shutdown) came within ``timeout`` seconds."""
-        if not self._wakeup.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), timeout)
-        woke = self._wakeup.is_set()
-        self._wakeup.clear()
-        wakeup.clear()
-        return woke
-
-    async def _agather_arrivals(self, wakeup: asyncio.Event) -> None:
-        """:meth:`_gather_arrivals` for :meth:`run_async`."""
-        window = self.config.join_window_s
-        deadline = time.monotonic() + 4 * window
-        while window and not self._closed and self.num_waiting < self.config.max_batch_size:
-            left = deadline - time.monotonic()
-            if left <= 0 or not await self._await_wakeup(wakeup, min(window, left)):
-                return
-
     def _gather_arrivals(self) -> None:
         """Wait while requests keep arriving at an idle engine (see ``EngineConfig.join_window_s``)."""
         window = self.config.join_window_s
@@ -679,7 +589,7 @@ class Engine:
         """Stop :meth:`run_forever` (from any thread); requests still pending end with :class:`EngineClosed`."""
         with self._lock:
             self._closed = True
-        self._wake()
+        self._wakeup.set()
         if self._driver is None:
             self._fail_all(EngineClosed("the engine is shut down"))
 
@@ -698,51 +608,35 @@ class Engine:
         Returns whether there was anything to do. If the model raises, the requests of this step
         fail with that error, the batch is cleared, and the error propagates."""
         with self._step_lock, torch.inference_mode():
-            phases = self._step_phases()
-            while True:
-                try:
-                    next(phases)
-                except StopIteration as done:
-                    return bool(done.value)
-
-    def _step_phases(self) -> Iterator[None]:
-        """:meth:`step` in phases, pausing after the decode and after each prefill group, so that a
-        :meth:`run_async` driver lets the loop send the tokens made so far: the first group's first tokens
-        leave while the next group prefills. Returns (``StopIteration.value``) whether there was work."""
-        self._drop_cancelled()
-        joiners = self._admit()
-        if not self._rows and not joiners:
-            return False
-        try:
-            if self._rows:
-                tokens = self._sample(self._rows, self._decode())
-                self._last = torch.tensor(tokens, device=self.device)
-                self._accept_all(self._rows, tokens)
+            self._drop_cancelled()
+            joiners = self._admit()
+            if not self._rows and not joiners:
+                return False
+            try:
+                if self._rows:
+                    tokens = self._sample(self._rows, self._decode())
+                    self._last = torch.tensor(tokens, device=self.device)
+                    self._accept_all(self._rows, tokens)
                 if joiners:
-                    yield
-            if joiners:
-                parts = []
-                groups = self._prefill_groups(joiners)
-                for index, group in enumerate(groups):
-                    cache, mask, positions, logits = self._prefill(group)
-                    tokens = self._sample(group, logits)
-                    self._accept_all(group, tokens)
-                    last = torch.tensor(tokens, device=self.device)
-                    parts.append(_Prefilled(group, cache, mask, positions, last))
-                    if index + 1 < len(groups):
-                        yield
-                self._merge(parts)
-            self._retire()
-        except Exception as exc:
-            failed = [r for r in dict.fromkeys([*self._rows, *joiners]) if r.finish is None]
-            self._reset_batch()
-            for req in failed:
-                req.finish = "error"
-                self.metrics.requests.inc(finish_reason="error")
-                req.handle._push(error=exc)
-            raise
-        self.metrics.steps.inc()
-        return True
+                    parts = []
+                    for group in self._prefill_groups(joiners):
+                        cache, mask, positions, logits = self._prefill(group)
+                        tokens = self._sample(group, logits)
+                        self._accept_all(group, tokens)
+                        last = torch.tensor(tokens, device=self.device)
+                        parts.append(_Prefilled(group, cache, mask, positions, last))
+                    self._merge(parts)
+                self._retire()
+            except Exception as exc:
+                failed = [r for r in dict.fromkeys([*self._rows, *joiners]) if r.finish is None]
+                self._reset_batch()
+                for req in failed:
+                    req.finish = "error"
+                    self.metrics.requests.inc(finish_reason="error")
+                    req.handle._push(error=exc)
+                raise
+            self.metrics.steps.inc()
+            return True
 
     def generate(self, prompts: Sequence[str | Sequence[int]], params: SamplingParams | None = None, *,
                  wait_when_full: bool = True) -> list[Completion]:
@@ -750,7 +644,6 @@ class Engine:
 
         Steps the engine on this thread unless another thread runs :meth:`run_forever`, in which case
         it waits. A full queue is waited out (``wait_when_full``) or raised as :class:`QueueFull`."""
-        self._check_may_block()
         handles: list[RequestHandle] = []
         try:
             for prompt in prompts:
@@ -770,13 +663,11 @@ class Engine:
             except QueueFull:
                 if not wait_when_full:
                     raise
-                self._check_may_block()
                 if self.driven_elsewhere or not self.step():
                     time.sleep(0.01)
 
     def wait(self, handle: RequestHandle) -> Completion:
         """Drive (or wait for) the engine until ``handle`` is done."""
-        self._check_may_block()
         while not handle.done:
             if self.driven_elsewhere:
                 return handle.result()
@@ -785,7 +676,6 @@ class Engine:
 
     def stream(self, handle: RequestHandle) -> Iterator[str]:
         """``handle``'s deltas, stepping the engine on this thread when nobody else drives it."""
-        self._check_may_block()
         seen = 0
         while not handle.done and not self.driven_elsewhere:
             self.step()

@@ -14,9 +14,8 @@ never believes an option took effect when it did not); a full engine queue is 50
 ``Retry-After``. With ``api_key`` set, ``/v1/*`` needs ``Authorization: Bearer <key>``; ``/health``
 and ``/metrics`` stay open for probes and scrapers.
 
-:func:`serve` runs uvicorn and the engine's loop (:meth:`Engine.run_async`) on one event loop on the main
-thread: the model's matmuls run 1.5-2.4x slower off the main thread on our CPUs, and HTTP work done between
-step phases does not compete with a step for the GIL and the cores.
+:func:`serve` runs the engine loop on the main thread and uvicorn in a background thread: uvicorn
+only does I/O, while the model's matmuls run 1.5-2.4x slower off the main thread on our CPUs.
 """
 
 from __future__ import annotations
@@ -324,8 +323,8 @@ def create_app(engine_or_model: Engine | ChatModel, model_name: str, api_key: st
     """The FastAPI app serving ``engine_or_model`` as ``model_name``.
 
     An :class:`Engine` is wrapped in an :class:`EngineModel` with its loaded protocol; it must be
-    driven by :meth:`Engine.run_async` on the app's event loop (as :func:`serve` does), by
-    :meth:`Engine.run_forever` on some thread, or else by the request handlers themselves. Any other chat model is
+    driven by :meth:`Engine.run_forever` on some thread (:func:`serve` does it on the main thread),
+    or the request handlers step it themselves on the event-loop thread. Any other chat model is
     called through its async methods.
     """
     engine = engine_or_model if isinstance(engine_or_model, Engine) else None
@@ -559,8 +558,8 @@ def serve(spec: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | N
           log_level: str = "info", ready: Callable[[str], None] | None = None) -> None:
     """Serve ``spec`` until interrupted (Ctrl-C or SIGTERM).
 
-    ``embedded`` and ``hf:PATH`` run on an :class:`Engine` driven by a task of uvicorn's event loop, on the
-    main thread (:meth:`Engine.run_async`); other specs (``scripted:FILE``, ``openai:...``) are served by
+    ``embedded`` and ``hf:PATH`` run on an :class:`Engine` whose loop owns the main thread, with
+    uvicorn in a background thread; other specs (``scripted:FILE``, ``openai:...``) are served by
     uvicorn on the main thread. ``ready`` is called with the base URL once the port is open.
     """
     import uvicorn
@@ -588,53 +587,42 @@ def serve(spec: str, host: str = "127.0.0.1", port: int = 8000, api_key: str | N
         server.run()
         return
 
+    def run_http() -> None:
+        try:
+            server.run()
+        except SystemExit:  # uvicorn's exit when it cannot bind (it has logged why); the main thread raises
+            pass
+        finally:
+            engine.shutdown()  # the HTTP side is gone (stopped, or it could not bind): stop the loop too
+
+    http = threading.Thread(target=run_http, name="agentkit-http", daemon=True)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    http.start()
     try:
-        _serve_engine(server, engine, url, ready)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _serve_engine(server: Any, engine: Engine, url: str, ready: Callable[[str], None] | None) -> None:
-    """uvicorn and the engine's :meth:`~Engine.run_async` on one event loop, on this (the main) thread."""
-    get_factory = getattr(server.config, "get_loop_factory", None)  # uvicorn >= 0.36; older ones set a policy
-    factory = get_factory() if get_factory is not None else server.config.setup_event_loop()
-    loop = factory() if factory is not None else asyncio.new_event_loop()
-    driver = loop.create_task(engine.run_async())
-    try:
-        loop.run_until_complete(_serve_http(server, url, ready))
-    except SystemExit:  # uvicorn exits when it cannot bind
-        if not server.started:
-            raise ConfigError(f"could not start the HTTP server on {url} (is the port in use?)") from None
-        raise
+        if not _wait_started(server, http):
+            raise ConfigError(f"could not start the HTTP server on {host}:{port} (is the port in use?)")
+        if ready is not None:
+            ready(url)
+        engine.run_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        server.should_exit = True
         engine.shutdown()
-        loop.run_until_complete(driver)
-        loop.close()
-
-
-async def _serve_http(server: Any, url: str, ready: Callable[[str], None] | None) -> None:
-    if ready is None:
-        await server.serve()
-        return
-    announce = asyncio.ensure_future(_announce_async(server, url, ready))
-    try:
-        await server.serve()
-    finally:
-        announce.cancel()
-
-
-async def _announce_async(server: Any, url: str, ready: Callable[[str], None]) -> None:
-    while not server.started and not server.should_exit:
-        await asyncio.sleep(0.05)
-    if server.started:
-        ready(url)
+        http.join(timeout=10)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _wait_started(server: Any, http: threading.Thread) -> bool:
+    while not server.started:
+        if not http.is_alive():
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _announce(server: Any, url: str, ready: Callable[[str], None]) -> None:
