@@ -152,8 +152,8 @@ def test_timeout_returns_an_error_and_the_tool_stays_usable():
 
     started = time.perf_counter()
     with pytest.raises(ToolError, match="did not finish within 0.2 s"):
-        slow.invoke({"seconds": 2})
-    assert time.perf_counter() - started < 1.0
+        slow.invoke({"seconds": 30})
+    assert time.perf_counter() - started < 15  # far from the 30 s call: it was abandoned, on any CI load
     assert slow.invoke({"seconds": 0}) == "woke"
 
 

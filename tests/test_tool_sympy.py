@@ -174,14 +174,14 @@ def test_timeout_abandons_a_slow_call(monkeypatch):
     import sympy
 
     def stuck(*_args, **_kwargs):  # stands in for an integral SymPy grinds on for minutes
-        time.sleep(1.5)
+        time.sleep(30)
 
     monkeypatch.setattr(sympy, "integrate", stuck)
     slow = SymPyTool(timeout=0.2)
     started = time.perf_counter()
     with pytest.raises(ToolError, match="did not finish within 0.2 s"):
         run(slow, "integrate", "exp(x^3) sin(x)")
-    assert time.perf_counter() - started < 1.0
+    assert time.perf_counter() - started < 15  # far from the 30 s call: it was abandoned (a loaded CI took 1.05 s)
     assert SymPyTool.timeout == 10.0 and SymPyTool().meta.timeout == 10.0
 
 
