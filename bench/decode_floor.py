@@ -129,7 +129,7 @@ def main() -> None:
     print({**machine_info(), **package_versions("torch", "transformers"), "threads": torch.get_num_threads(),
            "dtype": str(engine.model.dtype)})
     render = EngineModel(engine).render
-    prompts = [chat_ids(render, engine.tokenizer, q) for q in questions(DEFAULT_DATA, args.rows)]
+    prompts = [chat_ids(render, engine.encode, q) for q in questions(DEFAULT_DATA, args.rows)]
     split = None
     if args.profile:
         handles = fill(engine, prompts, args.steps)

@@ -101,16 +101,14 @@ def load_model(dtype: str):
     return loaded.model, loaded.tokenizer
 
 
-def chat_ids(render: Any, tokenizer: Any, question: str) -> list[int]:
-    """The token ids our server prefills for ``question`` sent as one user message: ``render`` is the model's
-    ``render`` (its protocol, as the server renders chat), and a BOS is added only where ``Engine.encode`` adds
-    one. Every line of the table reads these same tokens; HF's chat template would add SmolLM2's 21-token
-    default system prompt to the baselines' prompts only."""
+def chat_ids(render: Any, encode: Any, question: str) -> list[int]:
+    """The token ids our server prefills for ``question`` sent as one user message: the model's own ``render``
+    (its protocol, as the server renders chat) and ``encode`` (``HFModel.encode`` / ``Engine.encode``). Every
+    line of the table reads these same tokens; HF's chat template would add SmolLM2's 21-token default system
+    prompt to the baselines' prompts only."""
     from agentkit.messages import Message
 
-    text = render([Message.user(question)])
-    bos = tokenizer.bos_token
-    return list(tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"])
+    return encode(render([Message.user(question)]))
 
 
 class _Clock:
@@ -202,7 +200,7 @@ def child(args: argparse.Namespace) -> None:
     from agentkit.models.embedded import load_embedded
 
     loaded = load_embedded()
-    prompts = [chat_ids(loaded.render, loaded.tokenizer, q) for q in questions(args.data, args.requests)]
+    prompts = [chat_ids(loaded.render, loaded.encode, q) for q in questions(args.data, args.requests)]
     concurrency = args.concurrency[0]
     limits = token_limits(len(prompts), args.max_new_tokens, args.mixed)
     if args.child in ("sequential", "padded", "padded-fixed"):
