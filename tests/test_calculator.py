@@ -244,7 +244,7 @@ def test_power_tower_fails_fast(calc: Calculator) -> None:
     for expression in ["9**9**9", "9^9^9^9", "(2**3000)**(2**3000)", "10**10**10 // 3"]:
         with pytest.raises(ToolError, match="too large"):
             run(calc, expression)
-    assert time.perf_counter() - start < 0.5
+    assert time.perf_counter() - start < 5.0  # unguarded, the first of these would not finish at all
 
 
 def test_arguments_are_checked(calc: Calculator) -> None:
@@ -312,7 +312,7 @@ def _only_tool_errors(calc: Calculator, expression: str) -> None:
         pass
     else:
         assert isinstance(result, str) and result
-    assert time.perf_counter() - start < 0.5, expression
+    assert time.perf_counter() - start < 5.0, expression  # a hang, not a slow CI machine
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

