@@ -8,7 +8,8 @@
   query head when there is a mask. Which kernel is fastest depends on the CPU, so it is measured once per
   process on the model's shapes (:func:`fastest_decode_kernel`): ``enable_gqa`` was 1.14-1.21x transformers'
   path on the Intel Xeon (AMX) in ../shared/FACTS.md but 0.13-0.29x on the AMD EPYC, where two batched
-  matmuls around an fp32 softmax (``bmm``) were 1.35-1.45x at 32 rows (bench/decode_attention.py).
+  matmuls around an fp32 softmax (``bmm``) were 1.35-1.45x at 32 rows (bench/decode_attention.py), and a
+  C kernel built here on first use (``native``, :mod:`agentkit.models.native_attention`) beat ``bmm`` again.
   Prefill still goes to transformers.
 
 A packed model is for inference only: the packed weight is an opaque oneDNN tensor (no gradients, no
@@ -29,6 +30,8 @@ from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from agentkit.models.native_attention import native_available, native_grouped_rows
 
 __all__ = ["DECODE_ATTENTION", "DECODE_KERNELS", "PackedLinear", "can_pack", "decode_attention",
            "decode_kernel_of", "fastest_decode_kernel", "is_packed", "pack_linears", "use_decode_attention"]
@@ -135,6 +138,7 @@ DECODE_KERNELS: dict[str, Callable[..., torch.Tensor]] = {
     "enable_gqa": sdpa_enable_gqa,
     "grouped_rows": sdpa_grouped_rows,
     "bmm": bmm_grouped_rows,
+    "native": native_grouped_rows,  # only where it was built here (native_attention.native_available)
 }
 
 
@@ -148,7 +152,7 @@ def fastest_decode_kernel(heads: int, kv_heads: int, dim: int, dtype: torch.dtyp
     0.1 s at the embedded model's shapes. Without grouping (``heads == kv_heads``) the two SDPA kernels are
     the same call, so ``enable_gqa`` is not timed."""
     kernels = {name: kernel for name, kernel in DECODE_KERNELS.items()
-               if heads != kv_heads or name != "enable_gqa"}
+               if (heads != kv_heads or name != "enable_gqa") and (name != "native" or native_available())}
     generator = torch.Generator().manual_seed(0)
     room = torch.randn(2, rows, kv_heads, positions + 16, dim, generator=generator).to(dtype)
     key, value = room[0, :, :, :positions], room[1, :, :, :positions]

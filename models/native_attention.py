@@ -1,0 +1,154 @@
+"""A native decode-attention kernel, built on first use with this machine's C compiler.
+
+Why: at 32 rows the batched-matmul kernel (``cpu_inference.bmm_grouped_rows``) spends most of its time in copies
+and dispatch, not in arithmetic: it copies the cache view to a dense batch, runs two batched GEMMs of 3 × 64 ×
+positions each and a masked fp32 softmax. ``csrc/decode_attention.c`` reads the cache view in place, skips the
+left padding and accumulates in fp32. On the AMD EPYC in docs/benchmarks.md it made the 32-row decode step of
+the embedded model 58 against 61-71 ms.
+
+The library is compiled once per source, compiler and CPU into ``$AGENTKIT_CACHE_DIR/kernels`` (an atomic
+rename, so concurrent processes never load half a file) and loaded through ``ctypes``: no torch headers, about
+half a second to build. Where no compiler is found, the build fails, or ``AGENTKIT_NATIVE_KERNELS=0`` is set,
+:func:`native_available` is false and :func:`native_grouped_rows` runs the ``bmm`` kernel instead;
+``cpu_inference.fastest_decode_kernel`` measures it against the others either way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["native_available", "native_grouped_rows", "native_library"]
+
+_log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("csrc") / "decode_attention.c"
+#: Flag sets tried in order: the first that compiles is used (not every compiler takes ``-march=native``).
+FLAG_SETS = (["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"])
+_DTYPES = {torch.float32: 0, torch.bfloat16: 1}
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _kernel_dir() -> Path:
+    from agentkit.models.embedded import _cache_root
+
+    return _cache_root(None) / "kernels"
+
+
+def _build(compiler: str, directory: Path) -> Path | None:
+    source = SOURCE.read_bytes()
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    for flags in FLAG_SETS:
+        key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
+                                         _cpu_flags().encode()])).hexdigest()[:16]
+        target = directory / f"decode_attention-{key}.so"
+        if target.is_file():
+            return target
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=directory) as scratch:
+            built = Path(scratch) / target.name
+            result = subprocess.run([compiler, *flags, "-fPIC", "-shared", str(SOURCE), "-o", str(built), "-lm"],
+                                    capture_output=True, text=True, timeout=120)
+            if result.returncode == 0:
+                os.replace(built, target)
+                return target
+            _log.debug("native decode attention: %s %s failed: %s", compiler, " ".join(flags), result.stderr[-500:])
+    return None
+
+
+@functools.cache
+def native_library() -> ctypes.CDLL | None:
+    """The built kernel library, or None (with the reason logged) where it cannot be had here."""
+    if os.environ.get("AGENTKIT_NATIVE_KERNELS", "1") == "0":
+        _log.info("native decode attention: off (AGENTKIT_NATIVE_KERNELS=0)")
+        return None
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        _log.info("native decode attention: no C compiler (set CC) - using the torch kernels")
+        return None
+    try:
+        path = _build(compiler, _kernel_dir())
+        library = ctypes.CDLL(str(path)) if path is not None else None
+    except (OSError, subprocess.SubprocessError) as exc:
+        _log.info("native decode attention: could not build or load (%s) - using the torch kernels", exc)
+        return None
+    if library is None:
+        _log.info("native decode attention: %s could not compile %s - using the torch kernels", compiler, SOURCE)
+        return None
+    library.agentkit_decode_attention.restype = ctypes.c_int
+    library.agentkit_decode_attention.argtypes = [
+        ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.c_float]
+    library.agentkit_has_avx512_bf16.restype = ctypes.c_int
+    _log.info("native decode attention: %s (AVX-512 BF16 path: %s)", path, bool(library.agentkit_has_avx512_bf16()))
+    return library
+
+
+def native_available() -> bool:
+    """Whether :func:`native_grouped_rows` runs the native kernel here (builds it on first call)."""
+    return native_library() is not None
+
+
+def _takes(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None) -> bool:
+    batch, heads, rows, dim = query.shape
+    tensors = (query, key, value)
+    return (rows == 1 and query.dtype in _DTYPES and all(t.dtype == query.dtype and t.device.type == "cpu"
+                                                         and t.stride(-1) == 1 for t in tensors)
+            and key.shape[0] == value.shape[0] == batch and key.shape[1] == value.shape[1]
+            and key.shape[2] == value.shape[2] and key.shape[3] == value.shape[3] == dim
+            and heads % key.shape[1] == 0
+            and (mask is None or (mask.dtype == torch.bool and mask.dim() == 4 and mask.shape[0] in (1, batch)
+                                  and mask.shape[1] == mask.shape[2] == 1 and mask.shape[3] >= key.shape[2])))
+
+
+def native_grouped_rows(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+                        scaling: float | None) -> torch.Tensor:
+    """A ``cpu_inference.DECODE_KERNELS`` entry: ``[batch, heads, 1, dim]`` queries over ``[batch, kv_heads, T,
+    dim]`` keys and values (views, last dimension contiguous), SDPA's boolean mask (``True`` = attend).
+
+    Falls back to ``bmm_grouped_rows`` where the library is missing or the inputs are not what it reads."""
+    library = native_library()
+    if library is None or not _takes(query, key, value, mask):
+        from agentkit.models.cpu_inference import bmm_grouped_rows
+
+        return bmm_grouped_rows(query, key, value, mask, scaling)
+    batch, heads, _, dim = query.shape
+    kv_heads, positions = key.shape[1], key.shape[2]
+    out = torch.empty((batch, 1, heads, dim), dtype=query.dtype)  # transformers' layout after the transpose
+    if mask is not None:
+        mask = mask[:, 0, 0, :positions]
+        mask_strides = (0 if mask.shape[0] == 1 else mask.stride(0), mask.stride(1))
+    else:
+        mask_strides = (0, 0)
+    strides = (ctypes.c_int64 * 12)(query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
+                                    value.stride(0), value.stride(1), value.stride(2), *mask_strides,
+                                    out.stride(0), out.stride(2))
+    sizes = (ctypes.c_int64 * 5)(batch, heads, kv_heads, positions, dim)
+    scale = dim ** -0.5 if scaling is None else scaling
+    failed = library.agentkit_decode_attention(
+        _DTYPES[query.dtype], query.data_ptr(), key.data_ptr(), value.data_ptr(),
+        mask.data_ptr() if mask is not None else None, out.data_ptr(), strides, sizes, scale)
+    if failed:
+        from agentkit.models.cpu_inference import bmm_grouped_rows
+
+        return bmm_grouped_rows(query, key, value, mask if mask is None else mask[:, None, None], scaling)
+    return out.transpose(1, 2)
