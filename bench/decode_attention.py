@@ -11,7 +11,9 @@ spare room as ``SlackLayer`` keeps it. The variants, called in turn, medians ove
 * ``sdpa grouped rows`` – one plain SDPA call with each key/value head's query heads as its query rows.
 * ``bmm grouped rows`` – the same rows as two bf16 batched matmuls over a dense copy of the cache view
   around an fp32 softmax (transformers' eager numerics).
-* ``decode_attention`` – the engine's path: whichever of the three ``fastest_decode_kernel`` measured fastest
+* ``native`` – the C kernel of ``agentkit.models.native_attention`` (built here on first use; where it cannot
+  be, this line is the ``bmm`` kernel again and the header says so).
+* ``decode_attention`` – the engine's path: whichever of these ``fastest_decode_kernel`` measured fastest
   here (printed first).
 
     .venv/bin/python bench/decode_attention.py [--rows 1 8 32] [--positions 64 180 512]
@@ -65,8 +67,10 @@ def main() -> None:
         sdpa_enable_gqa,
         sdpa_grouped_rows,
     )
+    from agentkit.models.native_attention import native_available, native_grouped_rows
 
     print({**machine_info(), **package_versions("torch", "transformers"), "threads": torch.get_num_threads(),
+           "native kernel built": native_available(),
            "decode_attention chose": fastest_decode_kernel(HEADS, KV_HEADS, DIM, torch.bfloat16)})
     module = torch.nn.Module().eval()
     module.num_key_value_groups = HEADS // KV_HEADS
@@ -86,6 +90,7 @@ def main() -> None:
                     "sdpa enable_gqa": lambda: sdpa_enable_gqa(query, key, value, mask, None).transpose(1, 2),
                     "sdpa grouped rows": lambda: sdpa_grouped_rows(query, key, value, mask, None).transpose(1, 2),
                     "bmm grouped rows": lambda: bmm_grouped_rows(query, key, value, mask, None).transpose(1, 2),
+                    "native": lambda: native_grouped_rows(query, key, value, mask, None).transpose(1, 2),
                     "decode_attention": lambda: decode_attention(module, query, key, value, mask),
                 }
                 want = variants["fp32 matmuls"]().float()
