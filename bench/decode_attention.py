@@ -64,10 +64,11 @@ def main() -> None:
         bmm_grouped_rows,
         decode_attention,
         fastest_decode_kernel,
+        native_grouped_rows,
         sdpa_enable_gqa,
         sdpa_grouped_rows,
     )
-    from agentkit.models.native_attention import native_available, native_grouped_rows
+    from agentkit.models.native_attention import native_available
 
     print({**machine_info(), **package_versions("torch", "transformers"), "threads": torch.get_num_threads(),
            "native kernel built": native_available(),

@@ -9,7 +9,7 @@
   process on the model's shapes (:func:`fastest_decode_kernel`): ``enable_gqa`` was 1.14-1.21x transformers'
   path on the Intel Xeon (AMX) in ../shared/FACTS.md but 0.13-0.29x on the AMD EPYC, where two batched
   matmuls around an fp32 softmax (``bmm``) were 1.35-1.45x at 32 rows (bench/decode_attention.py), and a
-  C kernel built here on first use (``native``, :mod:`agentkit.models.native_attention`) beat ``bmm`` again.
+  C kernel built here on first use (``native``, :mod:`agentkit.models.native_attention`) was 1.84-2.06x ``bmm``.
   Prefill still goes to transformers.
 
 A packed model is for inference only: the packed weight is an opaque oneDNN tensor (no gradients, no
@@ -31,10 +31,11 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from agentkit.models.native_attention import native_available, native_grouped_rows
+from agentkit.models.native_attention import native_attend, native_available
 
 __all__ = ["DECODE_ATTENTION", "DECODE_KERNELS", "PackedLinear", "can_pack", "decode_attention",
-           "decode_kernel_of", "fastest_decode_kernel", "is_packed", "pack_linears", "use_decode_attention"]
+           "decode_kernel_of", "fastest_decode_kernel", "is_packed", "native_grouped_rows", "pack_linears",
+           "use_decode_attention"]
 
 _log = logging.getLogger(__name__)
 
@@ -133,12 +134,20 @@ def bmm_grouped_rows(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     return out.view(batch, heads, 1, value.shape[-1])
 
 
+def native_grouped_rows(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+                        scaling: float | None) -> torch.Tensor:
+    """:func:`~agentkit.models.native_attention.native_attend`, or :func:`bmm_grouped_rows` where it declines
+    (no compiler here, or inputs it does not read)."""
+    out = native_attend(query, key, value, mask, scaling)
+    return bmm_grouped_rows(query, key, value, mask, scaling) if out is None else out
+
+
 #: The single-token attention kernels :func:`decode_attention` chooses between (see :func:`fastest_decode_kernel`).
 DECODE_KERNELS: dict[str, Callable[..., torch.Tensor]] = {
     "enable_gqa": sdpa_enable_gqa,
     "grouped_rows": sdpa_grouped_rows,
     "bmm": bmm_grouped_rows,
-    "native": native_grouped_rows,  # only where it was built here (native_attention.native_available)
+    "native": native_grouped_rows,  # timed only where it was built here (native_attention.native_available)
 }
 
 

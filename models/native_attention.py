@@ -3,14 +3,14 @@
 Why: at 32 rows the batched-matmul kernel (``cpu_inference.bmm_grouped_rows``) spends most of its time in copies
 and dispatch, not in arithmetic: it copies the cache view to a dense batch, runs two batched GEMMs of 3 × 64 ×
 positions each and a masked fp32 softmax. ``csrc/decode_attention.c`` reads the cache view in place, skips the
-left padding and accumulates in fp32. On the AMD EPYC in docs/benchmarks.md it made the 32-row decode step of
-the embedded model 58 against 61-71 ms.
+left padding and accumulates in fp32. On the AMD EPYC in docs/benchmarks.md it was 1.84-2.06x ``bmm`` per
+layer at 32 rows, and the embedded model's 32-row decode step took 52.9 against 57.5 ms.
 
 The library is compiled once per source, compiler and CPU into ``$AGENTKIT_CACHE_DIR/kernels`` (an atomic
 rename, so concurrent processes never load half a file) and loaded through ``ctypes``: no torch headers, about
 half a second to build. Where no compiler is found, the build fails, or ``AGENTKIT_NATIVE_KERNELS=0`` is set,
-:func:`native_available` is false and :func:`native_grouped_rows` runs the ``bmm`` kernel instead;
-``cpu_inference.fastest_decode_kernel`` measures it against the others either way.
+:func:`native_available` is false, :func:`native_attend` returns None, and ``cpu_inference``'s ``native``
+kernel runs ``bmm`` instead (``fastest_decode_kernel`` then does not time it).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["native_available", "native_grouped_rows", "native_library"]
+__all__ = ["native_attend", "native_available", "native_library"]
 
 _log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def native_library() -> ctypes.CDLL | None:
 
 
 def native_available() -> bool:
-    """Whether :func:`native_grouped_rows` runs the native kernel here (builds it on first call)."""
+    """Whether :func:`native_attend` runs the native kernel here (builds it on first call)."""
     return native_library() is not None
 
 
@@ -120,25 +120,20 @@ def _takes(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: to
                                   and mask.shape[1] == mask.shape[2] == 1 and mask.shape[3] >= key.shape[2])))
 
 
-def native_grouped_rows(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
-                        scaling: float | None) -> torch.Tensor:
-    """A ``cpu_inference.DECODE_KERNELS`` entry: ``[batch, heads, 1, dim]`` queries over ``[batch, kv_heads, T,
-    dim]`` keys and values (views, last dimension contiguous), SDPA's boolean mask (``True`` = attend).
+def native_attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None,
+                  scaling: float | None) -> torch.Tensor | None:
+    """``[batch, heads, 1, dim]`` queries over ``[batch, kv_heads, T, dim]`` keys and values (views, last dimension
+    contiguous) with SDPA's boolean mask (``True`` = attend), as ``cpu_inference.DECODE_KERNELS`` entries take them.
 
-    Falls back to ``bmm_grouped_rows`` where the library is missing or the inputs are not what it reads."""
+    None where the library is missing, the inputs are not what it reads, or it could not allocate its scratch."""
     library = native_library()
     if library is None or not _takes(query, key, value, mask):
-        from agentkit.models.cpu_inference import bmm_grouped_rows
-
-        return bmm_grouped_rows(query, key, value, mask, scaling)
+        return None
     batch, heads, _, dim = query.shape
     kv_heads, positions = key.shape[1], key.shape[2]
     out = torch.empty((batch, 1, heads, dim), dtype=query.dtype)  # transformers' layout after the transpose
-    if mask is not None:
-        mask = mask[:, 0, 0, :positions]
-        mask_strides = (0 if mask.shape[0] == 1 else mask.stride(0), mask.stride(1))
-    else:
-        mask_strides = (0, 0)
+    rows = mask[:, 0, 0, :positions] if mask is not None else None
+    mask_strides = (0, 0) if rows is None else (0 if rows.shape[0] == 1 else rows.stride(0), rows.stride(1))
     strides = (ctypes.c_int64 * 12)(query.stride(0), query.stride(1), key.stride(0), key.stride(1), key.stride(2),
                                     value.stride(0), value.stride(1), value.stride(2), *mask_strides,
                                     out.stride(0), out.stride(2))
@@ -146,9 +141,5 @@ def native_grouped_rows(query: torch.Tensor, key: torch.Tensor, value: torch.Ten
     scale = dim ** -0.5 if scaling is None else scaling
     failed = library.agentkit_decode_attention(
         _DTYPES[query.dtype], query.data_ptr(), key.data_ptr(), value.data_ptr(),
-        mask.data_ptr() if mask is not None else None, out.data_ptr(), strides, sizes, scale)
-    if failed:
-        from agentkit.models.cpu_inference import bmm_grouped_rows
-
-        return bmm_grouped_rows(query, key, value, mask if mask is None else mask[:, None, None], scaling)
-    return out.transpose(1, 2)
+        rows.data_ptr() if rows is not None else None, out.data_ptr(), strides, sizes, scale)
+    return None if failed else out.transpose(1, 2)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from agentkit.models import native_attention
-from agentkit.models.cpu_inference import bmm_grouped_rows
-from agentkit.models.native_attention import native_available, native_grouped_rows, native_library
+from agentkit.models.cpu_inference import bmm_grouped_rows, native_grouped_rows
+from agentkit.models.native_attention import native_available, native_library
 
 needs_compiler = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                     reason="no C compiler here: the native kernel falls back to bmm")

@@ -55,14 +55,15 @@ static inline float softmax_row(float* s, int64_t P, float max_score) {
 }
 
 #define PORTABLE_KERNEL(NAME, T, LOAD, STORE)                                                            \
-static void NAME(const T* q, const T* k, const T* v, const uint8_t* mask, T* out, const Shape* sh) {    \
+static int NAME(const T* q, const T* k, const T* v, const uint8_t* mask, T* out, const Shape* sh) {     \
   const int64_t G = sh->heads / sh->kv_heads, P = sh->positions, D = sh->dim;                            \
-  _Pragma("omp parallel for schedule(static)")                                                           \
+  int failed = 0;                                                                                        \
+  _Pragma("omp parallel for schedule(static) reduction(|:failed)")                                       \
   for (int64_t task = 0; task < sh->batch * sh->kv_heads; task++) {                                      \
     const int64_t b = task / sh->kv_heads, kh = task % sh->kv_heads;                                     \
     float qf[MAX_GROUP][MAX_DIM], acc[MAX_GROUP][MAX_DIM], mx[MAX_GROUP], inv[MAX_GROUP], row[MAX_DIM];   \
     float* s = (float*)malloc(sizeof(float) * (size_t)(G * P));                                          \
-    if (!s) continue;                                                                                    \
+    if (!s) { failed = 1; continue; }                                                                    \
     for (int64_t g = 0; g < G; g++) {                                                                    \
       const T* qp = q + b * sh->q_sb + (kh * G + g) * sh->q_sh;                                          \
       for (int64_t d = 0; d < D; d++) { qf[g][d] = LOAD(qp[d]) * sh->scale; acc[g][d] = 0.f; }           \
@@ -99,6 +100,7 @@ static void NAME(const T* q, const T* k, const T* v, const uint8_t* mask, T* out
     }                                                                                                    \
     free(s);                                                                                             \
   }                                                                                                      \
+  return failed;                                                                                         \
 }
 
 PORTABLE_KERNEL(attend_bf16, uint16_t, bf16_to_f32, f32_to_bf16)
@@ -106,17 +108,18 @@ PORTABLE_KERNEL(attend_f32, float, f32_id, f32_id)
 
 #if HAVE_AVX512_BF16
 /* bf16, head dim 64: a query head's dot product with a cached key is two vdpbf16ps. */
-static void attend_bf16_d64(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint8_t* mask,
+static int attend_bf16_d64(const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint8_t* mask,
                             uint16_t* out, const Shape* sh) {
   const int64_t G = sh->heads / sh->kv_heads, P = sh->positions;
-#pragma omp parallel for schedule(static)
+  int failed = 0;
+#pragma omp parallel for schedule(static) reduction(|:failed)
   for (int64_t task = 0; task < sh->batch * sh->kv_heads; task++) {
     const int64_t b = task / sh->kv_heads, kh = task % sh->kv_heads;
     __m512bh qv[MAX_GROUP][2];
     __m512 acc[MAX_GROUP][4];
     float mx[MAX_GROUP], inv[MAX_GROUP];
     float* s = (float*)malloc(sizeof(float) * (size_t)(G * P));
-    if (!s) continue;
+    if (!s) { failed = 1; continue; }
     for (int64_t g = 0; g < G; g++) {
       const uint16_t* qp = q + b * sh->q_sb + (kh * G + g) * sh->q_sh;
       qv[g][0] = (__m512bh)_mm512_loadu_si512(qp);
@@ -160,12 +163,14 @@ static void attend_bf16_d64(const uint16_t* q, const uint16_t* k, const uint16_t
     }
     free(s);
   }
+  return failed;
 }
 #endif
 
 int agentkit_has_avx512_bf16(void) { return HAVE_AVX512_BF16; }
 
-/* dtype: 0 fp32, 1 bf16. Returns 0 on success, 1 for shapes this build cannot take. */
+/* dtype: 0 fp32, 1 bf16. Returns 0 on success, 1 for shapes this build cannot take or scratch it could not
+ * allocate (the output is then incomplete and the caller must not use it). */
 int agentkit_decode_attention(int dtype, const void* q, const void* k, const void* v, const uint8_t* mask,
                               void* out, const int64_t* strides, const int64_t* sizes, float scale) {
   Shape sh = {strides[0], strides[1], strides[2], strides[3], strides[4], strides[5], strides[6], strides[7],
@@ -174,11 +179,10 @@ int agentkit_decode_attention(int dtype, const void* q, const void* k, const voi
   if (sh.kv_heads <= 0 || sh.heads % sh.kv_heads || sh.heads / sh.kv_heads > MAX_GROUP || sh.dim > MAX_DIM
       || sh.dim <= 0 || sh.positions <= 0)
     return 1;
-  if (dtype == 0) { attend_f32(q, k, v, mask, out, &sh); return 0; }
+  if (dtype == 0) return attend_f32(q, k, v, mask, out, &sh);
   if (dtype != 1) return 1;
 #if HAVE_AVX512_BF16
-  if (sh.dim == 64) { attend_bf16_d64(q, k, v, mask, out, &sh); return 0; }
+  if (sh.dim == 64) return attend_bf16_d64(q, k, v, mask, out, &sh);
 #endif
-  attend_bf16(q, k, v, mask, out, &sh);
-  return 0;
+  return attend_bf16(q, k, v, mask, out, &sh);
 }
