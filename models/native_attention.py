@@ -6,100 +6,43 @@ positions each and a masked fp32 softmax. ``csrc/decode_attention.c`` reads the 
 left padding and accumulates in fp32. On the AMD EPYC in docs/benchmarks.md it was 1.84-2.06x ``bmm`` per
 layer at 32 rows, and the embedded model's 32-row decode step took 52.9 against 57.5 ms.
 
-The library is compiled once per source, compiler and CPU into ``$AGENTKIT_CACHE_DIR/kernels`` (an atomic
-rename, so concurrent processes never load half a file) and loaded through ``ctypes``: no torch headers, about
-half a second to build. Where no compiler is found, the build fails, or ``AGENTKIT_NATIVE_KERNELS=0`` is set,
-:func:`native_available` is false, :func:`native_attend` returns None, and ``cpu_inference``'s ``native``
-kernel runs ``bmm`` instead (``fastest_decode_kernel`` then does not time it).
+The library is built on first use by :mod:`~agentkit.models.native_build` (once per source, compiler and CPU,
+about half a second, no torch headers) and called through ``ctypes``. Where no compiler is found, the build
+fails, or ``AGENTKIT_NATIVE_KERNELS=0`` is set, :func:`native_available` is false, :func:`native_attend`
+returns None, and ``cpu_inference``'s ``native`` kernel runs ``bmm`` instead (``fastest_decode_kernel`` then
+does not time it).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import torch
+
+from agentkit.models import native_build
 
 __all__ = ["native_attend", "native_available", "native_library"]
 
 _log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("csrc") / "decode_attention.c"
-#: Flag sets tried in order: the first that compiles is used (not every compiler takes ``-march=native``).
-FLAG_SETS = (["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"])
 _DTYPES = {torch.float32: 0, torch.bfloat16: 1}
-
-
-def _cpu_flags() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return platform.processor()
-
-
-def _kernel_dir() -> Path:
-    from agentkit.models.embedded import _cache_root
-
-    return _cache_root(None) / "kernels"
-
-
-def _build(compiler: str, directory: Path) -> Path | None:
-    source = SOURCE.read_bytes()
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    for flags in FLAG_SETS:
-        key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
-                                         _cpu_flags().encode()])).hexdigest()[:16]
-        target = directory / f"decode_attention-{key}.so"
-        if target.is_file():
-            return target
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=directory) as scratch:
-            built = Path(scratch) / target.name
-            result = subprocess.run([compiler, *flags, "-fPIC", "-shared", str(SOURCE), "-o", str(built), "-lm"],
-                                    capture_output=True, text=True, timeout=120)
-            if result.returncode == 0:
-                os.replace(built, target)
-                return target
-            _log.debug("native decode attention: %s %s failed: %s", compiler, " ".join(flags), result.stderr[-500:])
-    return None
 
 
 @functools.cache
 def native_library() -> ctypes.CDLL | None:
-    """The built kernel library, or None (with the reason logged) where it cannot be had here."""
-    if os.environ.get("AGENTKIT_NATIVE_KERNELS", "1") == "0":
-        _log.info("native decode attention: off (AGENTKIT_NATIVE_KERNELS=0)")
-        return None
-    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
-    if compiler is None:
-        _log.info("native decode attention: no C compiler (set CC) - using the torch kernels")
-        return None
-    try:
-        path = _build(compiler, _kernel_dir())
-        library = ctypes.CDLL(str(path)) if path is not None else None
-    except (OSError, subprocess.SubprocessError) as exc:
-        _log.info("native decode attention: could not build or load (%s) - using the torch kernels", exc)
-        return None
+    """The built kernel library (:func:`~agentkit.models.native_build.native_library`), or None where it cannot be
+    had here."""
+    library = native_build.native_library("decode_attention")
     if library is None:
-        _log.info("native decode attention: %s could not compile %s - using the torch kernels", compiler, SOURCE)
         return None
     library.agentkit_decode_attention.restype = ctypes.c_int
     library.agentkit_decode_attention.argtypes = [
         ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
         ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_int64), ctypes.c_float]
     library.agentkit_has_avx512_bf16.restype = ctypes.c_int
-    _log.info("native decode attention: %s (AVX-512 BF16 path: %s)", path, bool(library.agentkit_has_avx512_bf16()))
+    _log.info("native decode attention: AVX-512 BF16 path %s", bool(library.agentkit_has_avx512_bf16()))
     return library
 
 

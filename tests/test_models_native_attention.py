@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from agentkit.models import native_attention
+from agentkit.models import native_attention, native_build
 from agentkit.models.cpu_inference import bmm_grouped_rows, native_grouped_rows
 from agentkit.models.native_attention import native_available, native_library
 
@@ -38,8 +38,10 @@ def private_cache(tmp_path, monkeypatch):
     """A fresh kernel cache directory for one test; the process-wide library is rebuilt afterwards."""
     monkeypatch.setenv("AGENTKIT_CACHE_DIR", str(tmp_path))
     native_library.cache_clear()
+    native_build.native_library.cache_clear()
     yield tmp_path / "kernels"
     native_library.cache_clear()
+    native_build.native_library.cache_clear()
 
 
 @needs_compiler
@@ -90,7 +92,7 @@ def test_switched_off_it_runs_the_bmm_kernel(private_cache, monkeypatch):
 
 
 def test_without_a_compiler_it_runs_the_bmm_kernel(private_cache, monkeypatch):
-    monkeypatch.setattr(native_attention.shutil, "which", lambda name: None)
+    monkeypatch.setattr(native_build.shutil, "which", lambda name: None)
     assert native_library() is None
     query, key, value, mask = cache_view(2, 4, 2, 8, 16, torch.float32)
     assert torch.equal(native_grouped_rows(query, key, value, mask, None),

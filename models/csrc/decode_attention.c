@@ -30,7 +30,7 @@ static inline float f32_id(float x) { return x; }
 /* exp for x <= 0 (scores minus their max), vectorizable: Cephes' expf polynomial, 2^n from the exponent bits. */
 static inline float exp_nonpositive(float x) {
   x = x < -87.0f ? -87.0f : x;
-  float n = __builtin_roundf(x * 1.44269504f);
+  float n = (x * 1.44269504f + 12582912.f) - 12582912.f;  /* round to nearest: adding 1.5 * 2^23 drops the fraction */
   float f = x - n * 0.693359375f - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * f + 1.3981999507e-3f; p = p * f + 8.3334519073e-3f; p = p * f + 4.1665795894e-2f;

@@ -43,6 +43,7 @@ from agentkit.llm import Completion, CompletionModel, GenerationConfig, MessageC
 from agentkit.messages import Message
 from agentkit.models import is_local_spec
 from agentkit.models.cpu_inference import pack_linears, use_decode_attention
+from agentkit.models.fused_decode import FusedDecoder
 from agentkit.models.hf import DTYPES, _find_stop, _held_back, bf16_is_fast, cache_argument, last_position
 from agentkit.models.serving.metrics import EngineMetrics
 from agentkit.models.serving.prefix_cache import CachedPrefix, PrefixCache
@@ -229,8 +230,9 @@ class EngineConfig:
     prefilled 1.6x faster in length-sorted groups of 8 than as one left-padded batch.
     ``threads`` (torch's, process-wide) applies when :meth:`Engine.from_spec` loads the model.
     ``cpu_fast_paths`` packs the model's linear layers for oneDNN and routes decode attention to the
-    kernel measured fastest here (:mod:`agentkit.models.cpu_inference`) when it runs on CPU: the engine
-    then owns the model, which can no longer be trained or saved.
+    kernel measured fastest here (:mod:`agentkit.models.cpu_inference`) when it runs on CPU, and runs the
+    decode steps of Llama-family models through :class:`~agentkit.models.fused_decode.FusedDecoder`: the
+    engine then owns the model, which can no longer be trained or saved.
     ``prefix_cache_tokens`` bounds the prefix cache (:mod:`~agentkit.models.serving.prefix_cache`; 0 turns it
     off): prompt beginnings shared in whole blocks of ``prefix_block`` tokens are prefilled once and reused.
     ``join_window_s``: when a request wakes an idle :meth:`Engine.run_forever`, it waits while more keep
@@ -447,7 +449,10 @@ class Engine:
         self.model = model.eval()
         if model.dtype != dtype or model.device != torch.device(self.config.device):
             self.model.to(device=self.config.device, dtype=dtype)
+        #: Runs the decode steps where it can (built before packing: it fuses the q/k/v weights); else transformers'.
+        self.decoder: FusedDecoder | None = None
         if self.config.cpu_fast_paths and self.model.device.type == "cpu":
+            self.decoder = FusedDecoder.build(self.model, rows_hint=self.config.max_batch_size)
             pack_linears(self.model, rows_hint=self.config.max_batch_size)
             use_decode_attention(self.model)
         self.tokenizer = tokenizer
@@ -744,10 +749,14 @@ class Engine:
         assert self._mask is not None and self._positions is not None and self._last is not None
         rows = len(self._rows)
         self._mask = torch.cat([self._mask, self._mask.new_ones((rows, 1))], dim=1)
-        out = self.model(input_ids=self._last[:, None], attention_mask=self._mask,
-                         position_ids=self._positions[:, None], use_cache=True, **{self._cache_kw: self._cache})
+        if self.decoder is not None:
+            logits = self.decoder(self._last, self._positions, self._mask, self._cache)
+        else:
+            logits = self.model(input_ids=self._last[:, None], attention_mask=self._mask,
+                                position_ids=self._positions[:, None], use_cache=True,
+                                **{self._cache_kw: self._cache}).logits[:, -1]
         self._positions = self._positions + 1
-        return out.logits[:, -1]
+        return logits
 
     def _prefill(self, joiners: list[_Request]) -> tuple[DynamicCache, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Prefill the joiners' prompts as one batch: their cache, mask, positions and last logits.
