@@ -159,6 +159,45 @@ def test_bf16_decode_steps_are_as_close_to_fp32_as_transformers_bf16():
         assert ours <= 1.5 * theirs + 1e-3, (ours, theirs)
 
 
+@pytest.mark.parametrize("prefix", [0, 3])
+def test_prefill_matches_transformers_with_and_without_a_cached_prefix(prefix):
+    """Rows laid out as the engine lays them out, ``[prefix | padding | prompt]``: the last logits and every real
+    position's keys and values as transformers' forward computes them."""
+    model = tiny(heads=4, kv_heads=2)
+    decoder = FusedDecoder(model)
+    generator = torch.Generator().manual_seed(5)
+    shared = torch.randint(1, 97, (1, prefix), generator=generator)
+    lengths = [6, 2, 4]
+    width = max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros(len(lengths), prefix + width, dtype=torch.long)
+    mask[:, :prefix] = 1
+    for row, length in enumerate(lengths):
+        ids[row, width - length:] = torch.randint(1, 97, (length,), generator=generator)
+        mask[row, prefix + width - length:] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix:]
+    caches = [new_cache(model.config), new_cache(model.config)]
+    with torch.inference_mode():
+        if prefix:
+            base = new_cache(model.config)
+            model(input_ids=shared, cache=base, use_cache=True)
+            for cache in caches:
+                for layer, done in zip(cache.layers, base.layers):
+                    rows = len(lengths)
+                    layer.update(done.keys.expand(rows, -1, -1, -1), done.values.expand(rows, -1, -1, -1))
+        want = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=caches[0],
+                     use_cache=True).logits[:, -1]
+        got = decoder.prefill(ids, mask, positions, caches[1])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    real = mask.bool()
+    for theirs, ours in zip(*(cache.layers for cache in caches)):
+        for row in range(len(lengths)):
+            for mine, transformers_ in ((ours.keys, theirs.keys), (ours.values, theirs.values)):
+                torch.testing.assert_close(mine[row][:, real[row]], transformers_[row][:, real[row]], atol=1e-5,
+                                           rtol=1e-5)
+        assert torch.isfinite(ours.keys).all() and torch.isfinite(ours.values).all()  # padding too: it meets attention
+
+
 def test_what_it_does_not_take_keeps_transformers_forward(monkeypatch):
     gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
     assert "model_type 'gpt2'" in unsupported_reason(gpt2)

@@ -379,7 +379,8 @@ def test_a_failing_step_fails_its_requests_and_the_engine_goes_on(model, tokeniz
     engine = make_engine(model, tokenizer)
     loop = threading.Thread(target=engine.run_forever, kwargs={"idle_wait_s": 0.05})
     loop.start()
-    forward = engine.model.forward
+    embeddings = engine.model.get_input_embeddings()  # every forward starts here, transformers' or the fused step
+    forward = embeddings.forward
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -388,14 +389,14 @@ def test_a_failing_step_fails_its_requests_and_the_engine_goes_on(model, tokeniz
             raise RuntimeError("simulated kernel failure")
         return forward(*args, **kwargs)
 
-    engine.model.forward = flaky
+    embeddings.forward = flaky
     try:
         with pytest.raises(RuntimeError, match="simulated"):
             engine.submit(PROMPTS[0], SamplingParams(max_tokens=4)).result(timeout=30)
         assert engine.submit(PROMPTS[0], SamplingParams(max_tokens=4)).result(timeout=30).completion_tokens == 4
         assert engine.metrics.requests.value(finish_reason="error") == 1
     finally:
-        del engine.model.forward
+        del embeddings.forward
         engine.shutdown()
         loop.join(10)
 

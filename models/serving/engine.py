@@ -231,7 +231,7 @@ class EngineConfig:
     ``threads`` (torch's, process-wide) applies when :meth:`Engine.from_spec` loads the model.
     ``cpu_fast_paths`` packs the model's linear layers for oneDNN and routes decode attention to the
     kernel measured fastest here (:mod:`agentkit.models.cpu_inference`) when it runs on CPU, and runs the
-    decode steps of Llama-family models through :class:`~agentkit.models.fused_decode.FusedDecoder`: the
+    decode steps and prefills of Llama-family models through :class:`~agentkit.models.fused_decode.FusedDecoder`: the
     engine then owns the model, which can no longer be trained or saved.
     ``prefix_cache_tokens`` bounds the prefix cache (:mod:`~agentkit.models.serving.prefix_cache`; 0 turns it
     off): prompt beginnings shared in whole blocks of ``prefix_block`` tokens are prefilled once and reused.
@@ -449,7 +449,7 @@ class Engine:
         self.model = model.eval()
         if model.dtype != dtype or model.device != torch.device(self.config.device):
             self.model.to(device=self.config.device, dtype=dtype)
-        #: Runs the decode steps where it can (built before packing: it fuses the q/k/v weights); else transformers'.
+        #: Runs decode steps and prefills where it can (built before packing: it fuses the q/k/v weights).
         self.decoder: FusedDecoder | None = None
         if self.config.cpu_fast_paths and self.model.device.type == "cpu":
             self.decoder = FusedDecoder.build(self.model, rows_hint=self.config.max_batch_size)
@@ -780,12 +780,16 @@ class Engine:
         if prefix is not None:  # a fresh SlackLayer keeps what it is given: the rows share the prefix's storage
             for layer, (keys, values) in zip(cache.layers, prefix.layers):
                 layer.update(keys.expand(len(joiners), -1, -1, -1), values.expand(len(joiners), -1, -1, -1))
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=last_position(width, self.device), **{self._cache_kw: cache})
+        if self.decoder is not None:
+            logits = self.decoder.prefill(ids, mask, positions, cache)
+        else:
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                                logits_to_keep=last_position(width, self.device),
+                                **{self._cache_kw: cache}).logits[:, -1]
         lengths = [len(req.prompt_ids) for req in joiners]
         self.metrics.prompt_tokens.inc(sum(lengths))
         self.metrics.cached_prompt_tokens.inc(start * len(joiners))
-        return cache, mask, torch.tensor(lengths, device=self.device), out.logits[:, -1]
+        return cache, mask, torch.tensor(lengths, device=self.device), logits
 
     def _shared_prefix(self, group: list[_Request]) -> CachedPrefix | None:
         """The longest whole-block prefix every prompt of ``group`` shares, from the prefix cache (computed and
