@@ -1,4 +1,4 @@
-"""One decode step of a Llama-family model over its own modules and cache, with the elementwise work fused.
+"""Decode steps and prefills of a Llama-family model over its own modules and cache, the elementwise work fused.
 
 Why: at 32 rows a decode step of the embedded model runs about 900 small torch ops besides its matmuls
 (RMSNorm's six, rotary's seven per tensor, SiLU and the gate product, residual adds, casts), 5-35 us each and
@@ -12,8 +12,7 @@ prefill group the same way, with batched-matmul attention instead of SDPA's mask
 1.2 ms a layer for 8 x 75 tokens): a 32-prompt join took 1.68-1.81 against 1.91-2.09 s.
 
 The ops round as torch rounds (with the same attention kernel, the embedded model's bf16 logits were bitwise
-transformers' in that run);
-fp32 decode logits agree with transformers' within 1e-5 (tests).
+transformers' in that run); fp32 logits agree with transformers' within 1e-5 (tests).
 
 Only architectures whose layers are exactly Llama's are taken (:data:`SUPPORTED_MODEL_TYPES`, checked module by
 module); anything else, or a machine without a C compiler, keeps transformers' forward
@@ -149,8 +148,11 @@ def unsupported_reason(model: Any) -> str | None:
             return f"layer {index} has no self_attn / mlp"
         if {name for name, _ in attn.named_children()} != {"q_proj", "k_proj", "v_proj", "o_proj"}:
             return f"layer {index}'s attention has other parts than q/k/v/o projections"
-        if any(type(getattr(attn, name)) is not nn.Linear for name in ("q_proj", "k_proj", "v_proj")):
+        projections = [getattr(attn, name) for name in ("q_proj", "k_proj", "v_proj")]
+        if any(type(p) is not nn.Linear for p in projections):
             return f"layer {index}'s q/k/v are not plain linear layers (adapters, or already packed)"
+        if len({p.bias is None for p in projections}) > 1:
+            return f"layer {index}'s q/k/v do not all have a bias, or all none"
         if not all(isinstance(getattr(mlp, name, None), nn.Linear | PackedLinear)
                    for name in ("gate_proj", "up_proj", "down_proj")):
             return f"layer {index}'s MLP is not gate/up/down linear layers"
