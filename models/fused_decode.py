@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -229,54 +230,39 @@ class FusedDecoder:
         return cls(model, rows_hint)
 
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: Any) -> torch.Tensor:
-        inner, library = self.model.model, _library()
-        norm, rotate = library.agentkit_add_rms_norm, library.agentkit_rotary
-        rows, heads, kv_heads, dim, code = ids.shape[0], self.heads, self.kv_heads, self.head_dim, _DTYPES[self.dtype]
         if self._kernel is None:  # measured on first use (after use_decode_attention has switched the model)
             self._kernel = decode_kernel_of(self.model)
-        attend = DECODE_KERNELS[self._kernel]  # looked up per step: a profiler may wrap the entries
-        hidden = inner.embed_tokens(ids)  # [rows, hidden]: a fresh tensor, updated in place below
-        width = hidden.shape[1]
-        cos, sin = (t.contiguous() for t in inner.rotary_emb(hidden, positions[:, None]))
+        kernel = DECODE_KERNELS[self._kernel]  # looked up per step: a profiler may wrap the entries
         attend_mask = mask.bool()[:, None, None, :]
-        normed = torch.empty_like(hidden)
-        # the shapes were checked when the decoder was built: the hot loop calls the kernels directly
-        h_ptr, n_ptr, cos_ptr, sin_ptr = hidden.data_ptr(), normed.data_ptr(), cos.data_ptr(), sin.data_ptr()
-        weight, eps = self._norms[0][0]
-        norm(code, h_ptr, None, weight.data_ptr(), n_ptr, rows, width, width, 0, width, eps)
-        last = len(self.qkv) - 1
-        for index, (layer, qkv_proj) in enumerate(zip(inner.layers, self.qkv)):
-            attn, mlp = layer.self_attn, layer.mlp
-            qkv = qkv_proj(normed)
-            rotate(code, qkv.data_ptr(), cos_ptr, sin_ptr, rows, heads + kv_heads, dim, qkv.stride(0), dim, dim)
-            split = qkv.view(rows, heads + 2 * kv_heads, 1, dim)
-            keys, values = cache.update(split[:, heads:heads + kv_heads], split[:, heads + kv_heads:], index)
-            out = attend(split[:, :heads], keys, values, attend_mask, attn.scaling)
-            delta = attn.o_proj(out.transpose(1, 2).reshape(rows, heads * dim))
-            weight, eps = self._norms[index][1]
-            norm(code, h_ptr, delta.data_ptr(), weight.data_ptr(), n_ptr, rows, width, width, width, width, eps)
-            gate = mlp.gate_proj(normed)
-            silu_mul(gate, mlp.up_proj(normed), gate)
-            delta = mlp.down_proj(gate)
-            weight, eps = self._final if index == last else self._norms[index + 1][0]
-            norm(code, h_ptr, delta.data_ptr(), weight.data_ptr(), n_ptr, rows, width, width, width, width, eps)
-        return self.model.lm_head(normed)
+        normed = self._layers(ids[:, None], positions[:, None], cache,
+                              lambda q, k, v, scaling: kernel(q, k, v, attend_mask, scaling))
+        return self.model.lm_head(normed[:, -1])
 
     def prefill(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
         """The last position's logits of left-padded prompts ``ids`` (``[rows, width]``), their keys and values
         appended to ``cache``: transformers' prefill with the same native ops as the decode step, and attention
         as :func:`~agentkit.models.cpu_inference.bmm_grouped_rows` (transformers' eager numerics; faster than SDPA
-        with a mask here). ``mask`` (``[rows, cached + width]``) covers what ``cache`` already
-        holds (a shared prefix) and the prompts; ``positions`` are the prompts' position ids."""
+        with a mask here). ``mask`` (``[rows, cached + width]``) covers what ``cache`` already holds (a shared
+        prefix) and the prompts; ``positions`` are the prompts' position ids."""
+        attend_mask = _prefill_mask(mask, ids.shape[1])
+        normed = self._layers(ids, positions, cache,
+                              lambda q, k, v, scaling: bmm_grouped_rows(q, k, v, attend_mask, scaling))
+        return self.model.lm_head(normed[:, -1])
+
+    def _layers(self, ids: torch.Tensor, positions: torch.Tensor, cache: Any,
+                attention: Callable[..., torch.Tensor]) -> torch.Tensor:
+        """Every decoder layer over ``[batch, length]`` tokens, then the final norm: ``[batch, length, hidden]``.
+        ``attention(query, keys, values, scaling)`` takes ``[batch, heads, length, dim]`` queries and the cache's
+        keys and values after this call's are appended."""
         inner, library = self.model.model, _library()
         norm, rotate = library.agentkit_add_rms_norm, library.agentkit_rotary
         batch, length = ids.shape
         rows, heads, kv_heads, dim, code = batch * length, self.heads, self.kv_heads, self.head_dim, _DTYPES[self.dtype]
-        hidden = inner.embed_tokens(ids).view(rows, -1)
+        hidden = inner.embed_tokens(ids).view(rows, -1)  # a fresh tensor: the residual stream, updated in place
         width = hidden.shape[1]
         cos, sin = (t.contiguous() for t in inner.rotary_emb(hidden, positions))
-        attend_mask = _prefill_mask(mask, length)
         normed = torch.empty_like(hidden)
+        # the shapes were checked when the decoder was built: the loop calls the kernels directly
         h_ptr, n_ptr, cos_ptr, sin_ptr = hidden.data_ptr(), normed.data_ptr(), cos.data_ptr(), sin.data_ptr()
         weight, eps = self._norms[0][0]
         norm(code, h_ptr, None, weight.data_ptr(), n_ptr, rows, width, width, 0, width, eps)
@@ -286,9 +272,11 @@ class FusedDecoder:
             qkv = qkv_proj(normed)
             rotate(code, qkv.data_ptr(), cos_ptr, sin_ptr, rows, heads + kv_heads, dim, qkv.stride(0), dim, dim)
             split = qkv.view(batch, length, heads + 2 * kv_heads, dim).transpose(1, 2)
-            keys, values = cache.update(split[:, heads:heads + kv_heads].contiguous(),
-                                        split[:, heads + kv_heads:].contiguous(), index)
-            out = bmm_grouped_rows(split[:, :heads], keys, values, attend_mask, attn.scaling)
+            new_keys, new_values = split[:, heads:heads + kv_heads], split[:, heads + kv_heads:]
+            if length > 1:  # a prefill's keys become the cache as given: not views into the projection's output
+                new_keys, new_values = new_keys.contiguous(), new_values.contiguous()
+            keys, values = cache.update(new_keys, new_values, index)
+            out = attention(split[:, :heads], keys, values, attn.scaling)
             delta = attn.o_proj(out.transpose(1, 2).reshape(rows, heads * dim))
             weight, eps = self._norms[index][1]
             norm(code, h_ptr, delta.data_ptr(), weight.data_ptr(), n_ptr, rows, width, width, width, width, eps)
@@ -297,7 +285,7 @@ class FusedDecoder:
             delta = mlp.down_proj(gate)
             weight, eps = self._final if index == last else self._norms[index + 1][0]
             norm(code, h_ptr, delta.data_ptr(), weight.data_ptr(), n_ptr, rows, width, width, width, width, eps)
-        return self.model.lm_head(normed.view(batch, length, width)[:, -1])
+        return normed.view(batch, length, width)
 
 
 def _prefill_mask(mask: torch.Tensor, length: int) -> torch.Tensor:
