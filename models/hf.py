@@ -51,7 +51,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 import agentkit.models.internlm2.modeling  # noqa: F401  InternLM2 checkpoints load with no remote code
 from agentkit.models.lora import apply_adapter
 
-__all__ = ["DTYPES", "HFModel", "bf16_is_fast", "cache_argument", "contiguous_lm_head", "last_position", "set_threads"]
+__all__ = ["DTYPES", "HFModel", "bf16_is_fast", "cache_argument", "contiguous_lm_head", "last_position", "prompt_ids",
+           "set_threads"]
 
 #: Accepted ``dtype`` names. ``auto`` keeps the checkpoint's own dtype (fp32 for the embedded model).
 DTYPES: dict[str, Any] = {
@@ -243,6 +244,13 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
     return max(hold, tail)
 
 
+def prompt_ids(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a rendered prompt: a BOS is added only if the tokenizer adds one and the text lacks it
+    (a chat template may already have written it). The engine and :class:`HFModel` encode with this one rule."""
+    bos = tokenizer.bos_token
+    return list(tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"])
+
+
 class HFModel(CompletionModel):
     """A causal LM from transformers, driven as a completion model through the bound protocol."""
 
@@ -319,10 +327,8 @@ class HFModel(CompletionModel):
         return self.model.dtype
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of a prompt; a BOS is added only if the tokenizer adds one and the text lacks it."""
-        bos = self.tokenizer.bos_token
-        add_special = not (bos and text.startswith(bos))
-        ids = list(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
+        """Token ids of a prompt (:func:`prompt_ids`); an empty prompt is an error."""
+        ids = prompt_ids(self.tokenizer, text)
         if not ids:
             raise ConfigError("the prompt is empty: give the model at least one message with text")
         return ids

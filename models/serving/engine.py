@@ -44,7 +44,8 @@ from agentkit.messages import Message
 from agentkit.models import is_local_spec
 from agentkit.models.cpu_inference import pack_linears, use_decode_attention
 from agentkit.models.fused_decode import FusedDecoder
-from agentkit.models.hf import DTYPES, _find_stop, _held_back, bf16_is_fast, cache_argument, last_position
+from agentkit.models.hf import (DTYPES, _find_stop, _held_back, bf16_is_fast, cache_argument, last_position,
+                                prompt_ids)
 from agentkit.models.serving.metrics import EngineMetrics
 from agentkit.models.serving.prefix_cache import CachedPrefix, PrefixCache
 from agentkit.protocols.base import Protocol
@@ -513,10 +514,9 @@ class Engine:
 
     # -- submitting (any thread) -----------------------------------------------------------------------
     def encode(self, prompt: str) -> list[int]:
-        """Token ids of a prompt; a BOS is added only if the tokenizer adds one and the text lacks it."""
-        bos = self.tokenizer.bos_token
-        add_special = not (bos and prompt.startswith(bos))
-        return list(self.tokenizer(prompt, add_special_tokens=add_special)["input_ids"])
+        """Token ids of a prompt, by the same rule as :meth:`HFModel.encode <agentkit.models.hf.HFModel.encode>`
+        (:func:`~agentkit.models.hf.prompt_ids`)."""
+        return prompt_ids(self.tokenizer, prompt)
 
     def submit(self, prompt: str | Sequence[int], params: SamplingParams | None = None) -> RequestHandle:
         """Queue a request. Raises :class:`QueueFull`, :class:`EngineClosed`, or ``ValueError`` for a bad prompt."""
