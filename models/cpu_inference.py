@@ -9,8 +9,8 @@
   process on the model's shapes (:func:`fastest_decode_kernel`): ``enable_gqa`` was 1.14-1.21x transformers'
   path on the Intel Xeon (AMX) in ../shared/FACTS.md but 0.13-0.29x on the AMD EPYC, where two batched
   matmuls around an fp32 softmax (``bmm``) were 1.35-1.45x at 32 rows (bench/decode_attention.py), and a
-  C kernel built here on first use (``native``, :mod:`agentkit.models.native_attention`) was 1.84-2.06x ``bmm``.
-  Prefill still goes to transformers.
+  C kernel built here on first use (``native``, :mod:`agentkit.models.native_attention`) was 2.33-3.75x ``bmm``.
+  Attention over several query positions (a prefill) still goes to transformers' SDPA here.
 
 A packed model is for inference only: the packed weight is an opaque oneDNN tensor (no gradients, no
 ``state_dict`` round trip, no ``.to()``).

@@ -255,7 +255,7 @@ class FusedDecoder:
         ``attention(query, keys, values, scaling)`` takes ``[batch, heads, length, dim]`` queries and the cache's
         keys and values after this call's are appended."""
         inner, library = self.model.model, _library()
-        norm, rotate = library.agentkit_add_rms_norm, library.agentkit_rotary
+        norm, rotate, activate = library.agentkit_add_rms_norm, library.agentkit_rotary, library.agentkit_silu_mul
         batch, length = ids.shape
         rows, heads, kv_heads, dim, code = batch * length, self.heads, self.kv_heads, self.head_dim, _DTYPES[self.dtype]
         hidden = inner.embed_tokens(ids).view(rows, -1)  # a fresh tensor: the residual stream, updated in place
@@ -280,8 +280,9 @@ class FusedDecoder:
             delta = attn.o_proj(out.transpose(1, 2).reshape(rows, heads * dim))
             weight, eps = self._norms[index][1]
             norm(code, h_ptr, delta.data_ptr(), weight.data_ptr(), n_ptr, rows, width, width, width, width, eps)
-            gate = mlp.gate_proj(normed)
-            silu_mul(gate, mlp.up_proj(normed), gate)
+            gate, up = mlp.gate_proj(normed), mlp.up_proj(normed)
+            activate(code, gate.data_ptr(), up.data_ptr(), gate.data_ptr(), rows, gate.shape[1], gate.stride(0),
+                     up.stride(0), gate.stride(0))
             delta = mlp.down_proj(gate)
             weight, eps = self._final if index == last else self._norms[index + 1][0]
             norm(code, h_ptr, delta.data_ptr(), weight.data_ptr(), n_ptr, rows, width, width, width, width, eps)

@@ -3,8 +3,8 @@
 Why: at 32 rows the batched-matmul kernel (``cpu_inference.bmm_grouped_rows``) spends most of its time in copies
 and dispatch, not in arithmetic: it copies the cache view to a dense batch, runs two batched GEMMs of 3 × 64 ×
 positions each and a masked fp32 softmax. ``csrc/decode_attention.c`` reads the cache view in place, skips the
-left padding and accumulates in fp32. On the AMD EPYC in docs/benchmarks.md it was 1.84-2.06x ``bmm`` per
-layer at 32 rows, and the embedded model's 32-row decode step took 52.9 against 57.5 ms.
+left padding and accumulates in fp32. On the AMD EPYC in docs/benchmarks.md it was 2.33-3.75x ``bmm`` per
+layer at 32 rows (180-512 positions), and the embedded model's 32-row decode step took 52.9 against 57.5 ms.
 
 The library is built on first use by :mod:`~agentkit.models.native_build` (once per source, compiler and CPU,
 about half a second, no torch headers) and called through ``ctypes``. Where no compiler is found, the build

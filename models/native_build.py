@@ -3,10 +3,10 @@
 Why: the native kernels (:mod:`~agentkit.models.native_attention`, :mod:`~agentkit.models.fused_decode`) need
 no torch headers and no build step at install time: a source is compiled on first use (about half a second)
 with ``$CC``, else ``cc`` / ``gcc`` / ``clang``, at ``-O3 -march=native -fopenmp`` where the compiler takes it
-(lesser flag sets otherwise), into ``$AGENTKIT_CACHE_DIR/kernels``: one file per hash of source, compiler
-version, flags and CPU flags, written by an atomic rename so concurrent processes never load half a file.
-Where no compiler is found, the build fails, or ``AGENTKIT_NATIVE_KERNELS=0`` is set, :func:`native_library`
-returns None with the reason logged, and every caller keeps its torch path.
+(lesser flag sets otherwise), into ``$AGENTKIT_CACHE_DIR/kernels``: one file per hash of source (with the
+headers of ``csrc/``), compiler version, flags and CPU flags, written by an atomic rename so concurrent processes
+never load half a file. Where no compiler is found, the build fails, or ``AGENTKIT_NATIVE_KERNELS=0`` is set,
+:func:`native_library` returns None with the reason logged, and every caller keeps its torch path.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _kernel_dir() -> Path:
 
 
 def _build(compiler: str, directory: Path, source: Path, extra: tuple[str, ...]) -> Path | None:
-    code = source.read_bytes()
+    code = b"\0".join(path.read_bytes() for path in (source, *sorted(CSRC.glob("*.h"))))  # the shared headers too
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     for base in FLAG_SETS:
         flags = [*base, *extra]

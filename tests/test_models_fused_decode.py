@@ -32,7 +32,7 @@ def tiny(model_type: str = "llama", heads: int = 4, kv_heads: int = 2, dtype=tor
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval().to(dtype)
     with torch.no_grad():  # norms away from 1, so a wrong weight or order shows
-        for norm in [m for m in model.modules() if isinstance(m, torch.nn.Module) and "RMSNorm" in type(m).__name__]:
+        for norm in [m for m in model.modules() if "RMSNorm" in type(m).__name__]:
             norm.weight.uniform_(0.5, 1.5)
     return model
 

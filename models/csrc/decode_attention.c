@@ -9,6 +9,8 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#include "bf16_math.h"
 #if defined(__AVX512F__) && defined(__AVX512BF16__)
 #include <immintrin.h>
 #define HAVE_AVX512_BF16 1
@@ -18,26 +20,6 @@
 
 #define MAX_GROUP 32
 #define MAX_DIM 256
-
-static inline float bf16_to_f32(uint16_t x) { union { uint32_t u; float f; } c; c.u = (uint32_t)x << 16; return c.f; }
-static inline uint16_t f32_to_bf16(float f) {  /* round to nearest even, as torch does */
-  union { uint32_t u; float f; } c; c.f = f;
-  if ((c.u & 0x7F800000u) == 0x7F800000u) return (uint16_t)((c.u >> 16) | ((c.u & 0xFFFFu) ? 0x40u : 0u));
-  c.u += 0x7FFFu + ((c.u >> 16) & 1u); return (uint16_t)(c.u >> 16);
-}
-static inline float f32_id(float x) { return x; }
-
-/* exp for x <= 0 (scores minus their max), vectorizable: Cephes' expf polynomial, 2^n from the exponent bits. */
-static inline float exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  float n = (x * 1.44269504f + 12582912.f) - 12582912.f;  /* round to nearest: adding 1.5 * 2^23 drops the fraction */
-  float f = x - n * 0.693359375f - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * f + 1.3981999507e-3f; p = p * f + 8.3334519073e-3f; p = p * f + 4.1665795894e-2f;
-  p = p * f + 1.6666665459e-1f; p = p * f + 5.0000001201e-1f; p = p * f * f + f + 1.0f;
-  union { uint32_t u; float f; } c; c.u = (uint32_t)((int32_t)n + 127) << 23;
-  return p * c.f;
-}
 
 typedef struct {
   int64_t q_sb, q_sh, k_sb, k_sh, k_st, v_sb, v_sh, v_st, m_sb, m_st, o_sb, o_sh;
@@ -50,7 +32,7 @@ static inline float softmax_row(float* s, int64_t P, float max_score) {
   if (max_score == -INFINITY) return 0.f;
   float sum = 0.f;
 #pragma omp simd reduction(+:sum)
-  for (int64_t t = 0; t < P; t++) { float e = exp_nonpositive(s[t] - max_score); s[t] = e; sum += e; }
+  for (int64_t t = 0; t < P; t++) { float e = exp_clamped(s[t] - max_score); s[t] = e; sum += e; }
   return 1.f / sum;
 }
 

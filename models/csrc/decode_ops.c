@@ -11,28 +11,9 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "bf16_math.h"
+
 enum { F32 = 0, BF16 = 1 };
-
-static inline float bf16_to_f32(uint16_t x) { union { uint32_t u; float f; } c; c.u = (uint32_t)x << 16; return c.f; }
-static inline uint16_t f32_to_bf16(float f) {  /* round to nearest even, NaN kept quiet, as torch does */
-  union { uint32_t u; float f; } c; c.f = f;
-  const uint32_t rounded = (c.u + 0x7FFFu + ((c.u >> 16) & 1u)) >> 16, quiet = (c.u >> 16) | 0x40u;
-  return (uint16_t)((c.u & 0x7FFFFFFFu) > 0x7F800000u ? quiet : rounded);  /* a select: the loops vectorize */
-}
-static inline float f32_id(float x) { return x; }
-static inline float f32_round_bf16(float x) { return bf16_to_f32(f32_to_bf16(x)); }
-
-/* exp over the whole float range, vectorizable: Cephes' expf polynomial, 2^n from the exponent bits. */
-static inline float exp_any(float x) {
-  x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-  const float n = (x * 1.44269504f + 12582912.f) - 12582912.f;  /* round to nearest: 1.5 * 2^23 drops the fraction */
-  const float f = x - n * 0.693359375f - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * f + 1.3981999507e-3f; p = p * f + 8.3334519073e-3f; p = p * f + 4.1665795894e-2f;
-  p = p * f + 1.6666665459e-1f; p = p * f + 5.0000001201e-1f; p = p * f * f + f + 1.0f;
-  union { uint32_t u; float f; } c; c.u = (uint32_t)((int32_t)n + 127) << 23;
-  return p * c.f;
-}
 
 /* rows in parallel only where there is enough work to pay for waking the threads (`work`: elements, weighted
  * by their cost: the exp of SiLU costs about eight of the others' loads and stores) */
@@ -87,7 +68,7 @@ static void silu_mul_##SUFFIX(const T* gate, const T* up, T* out, int64_t rows, 
     _Pragma("omp simd")                                                                                       \
     for (int64_t i = 0; i < dim; i++) {                                                                       \
       const float x = LOAD(g[i]);                                                                             \
-      o[i] = STORE(HELD(x / (1.f + exp_any(-x))) * LOAD(u[i]));                                               \
+      o[i] = STORE(HELD(x / (1.f + exp_clamped(-x))) * LOAD(u[i]));                                               \
     }                                                                                                         \
   }                                                                                                           \
 }
